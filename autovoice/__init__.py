@@ -1,0 +1,1 @@
+"""The ``autovoice`` command line: the one place that ties engine, workers and studio together."""

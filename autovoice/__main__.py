@@ -1,0 +1,5 @@
+import sys
+
+from autovoice.cli import main
+
+sys.exit(main())

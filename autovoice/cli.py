@@ -1,0 +1,50 @@
+"""``autovoice`` entry point.
+
+Each sub-command lives in ``autovoice/commands/<name>.py`` with ``register(subparsers)``; heavy imports
+(torch, onnxruntime, gradio, redis) happen inside the command's handler, so ``autovoice --help`` is fast
+and the studio never loads torch. Errors a user can act on print one line and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+COMMAND_MODULES = (
+    "convert",
+    "voices",
+)
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="autovoice", description="AutoVoice singing-voice conversion")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"autovoice.commands.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from autovoice.errors import user_errors
+
+    try:
+        return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        print("autovoice: interrupted", file=sys.stderr)
+        return 130
+    except user_errors() as exc:
+        print(f"autovoice: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

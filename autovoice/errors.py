@@ -1,0 +1,17 @@
+"""Which exceptions are the user's to fix: printed as one line, no traceback."""
+
+from __future__ import annotations
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    from engine.config import ConfigError
+    from engine.errors import AutoVoiceError
+
+    errors: list[type[BaseException]] = [AutoVoiceError, ConfigError, FileNotFoundError, PermissionError]
+    try:  # the studio-only install has no worker package dependencies
+        from workers.errors import WorkerError
+
+        errors.append(WorkerError)
+    except ImportError:
+        pass
+    return tuple(errors)

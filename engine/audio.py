@@ -1,0 +1,238 @@
+"""Audio input and output without loading whole files: validated sources, exact resampling, atomic writes.
+
+Everything here works on blocks, so peak memory does not grow with the length of the input.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from scipy.signal import resample_poly
+
+from engine.errors import AudioInputError
+
+MIN_SAMPLE_RATE = 8000
+MAX_SAMPLE_RATE = 192000
+MAX_CHANNELS = 32
+OUTPUT_FORMATS = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16"), "ogg": ("OGG", "VORBIS")}
+_RESAMPLE_CONTEXT = 256  # input samples of context each side of a block: covers resample_poly's filter
+
+
+def _ratio(sr_in: int, sr_out: int) -> tuple[int, int]:
+    g = math.gcd(sr_in, sr_out)
+    return sr_out // g, sr_in // g
+
+
+def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """Polyphase resampling of a whole (short) signal, float32, length ``ceil(n * sr_out / sr_in)``."""
+    if sr_in == sr_out:
+        return x.astype(np.float32, copy=False)
+    up, down = _ratio(sr_in, sr_out)
+    return resample_poly(x, up, down).astype(np.float32)
+
+
+@dataclass
+class AudioInfo:
+    path: Path
+    sample_rate: int
+    frames: int
+    channels: int
+    format: str
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.sample_rate
+
+
+class AudioSource:
+    """A validated audio file read in blocks, mixed to mono and resampled to ``target_rate`` on demand.
+
+    Ranges are addressed in target-rate samples; reads are exact (a range read in pieces equals the same
+    range read at once, up to the resampling filter's float rounding).
+    """
+
+    def __init__(self, path: str | Path, target_rate: int, max_seconds: float) -> None:
+        self.info = probe(path, max_seconds)
+        self.target_rate = target_rate
+        self.up, self.down = _ratio(self.info.sample_rate, target_rate)
+        # Length at the target rate: every later step keeps exactly this many samples.
+        self.length = int(round(self.info.frames * target_rate / self.info.sample_rate))
+        self._fh = sf.SoundFile(str(self.info.path))
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> AudioSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _read_native(self, start: int, stop: int) -> np.ndarray:
+        """Native-rate mono samples ``[start, stop)``; zeros outside the file."""
+        n_total = self.info.frames
+        lo, hi = max(start, 0), min(stop, n_total)
+        out = np.zeros(max(stop - start, 0), dtype=np.float32)
+        if hi > lo:
+            self._fh.seek(lo)
+            block = self._fh.read(hi - lo, dtype="float32", always_2d=True)
+            if block.shape[0] != hi - lo:
+                raise AudioInputError(f"{self.info.path.name}: file is truncated (expected {n_total} frames, "
+                                      f"could read only {lo + block.shape[0]})")
+            mono = block.mean(axis=1)
+            if not np.all(np.isfinite(mono)):
+                raise AudioInputError(f"{self.info.path.name}: audio contains NaN or infinite samples "
+                                      f"(near {lo / self.info.sample_rate:.2f} s)")
+            out[lo - start: hi - start] = mono
+        return out
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Target-rate mono float32 samples ``[start, stop)`` (zeros beyond the ends)."""
+        if self.up == self.down:
+            return self._read_native(start, stop)
+        # Start on a native sample that maps exactly onto a target sample.
+        first = math.floor(start / self.up) * self.down  # native index; maps to first * up / down
+        offset = start - first * self.up // self.down
+        n_native = math.ceil((stop - start + offset) * self.down / self.up) + 1
+        ctx = math.ceil(_RESAMPLE_CONTEXT / self.down) * self.down
+        native = self._read_native(first - ctx, first + n_native + ctx)
+        y = resample_poly(native, self.up, self.down)
+        skip = ctx * self.up // self.down + offset
+        y = y[skip: skip + (stop - start)]
+        if y.shape[0] < stop - start:
+            y = np.pad(y, (0, stop - start - y.shape[0]))
+        return y.astype(np.float32)
+
+
+def probe(path: str | Path, max_seconds: float) -> AudioInfo:
+    """Open ``path`` just far enough to validate it; raise :class:`AudioInputError` with one clear reason."""
+    path = Path(path)
+    if not path.exists():
+        raise AudioInputError(f"input file not found: {path}")
+    if not path.is_file():
+        raise AudioInputError(f"input is not a file: {path}")
+    if path.stat().st_size == 0:
+        raise AudioInputError(f"{path.name}: file is empty")
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        raise AudioInputError(f"{path.name}: not a readable audio file ({_short(exc)}); "
+                              "use WAV, FLAC, OGG or MP3") from exc
+    if info.frames <= 0:
+        raise AudioInputError(f"{path.name}: audio has no samples")
+    if not (MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE):
+        raise AudioInputError(f"{path.name}: sample rate {info.samplerate} Hz is outside the supported "
+                              f"{MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz")
+    if info.channels > MAX_CHANNELS:
+        raise AudioInputError(f"{path.name}: {info.channels} channels is more than {MAX_CHANNELS}")
+    duration = info.frames / info.samplerate
+    if duration > max_seconds:
+        raise AudioInputError(f"{path.name}: {duration / 60:.1f} minutes is longer than the limit of "
+                              f"{max_seconds / 60:.0f} minutes; split it first")
+    return AudioInfo(path=path, sample_rate=int(info.samplerate), frames=int(info.frames),
+                     channels=int(info.channels), format=str(info.format))
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:160]
+
+
+def load_clip(path: str | Path, target_rate: int, max_seconds: float = 120.0) -> np.ndarray:
+    """Read a short clip whole (reference voices, calibration files): mono, ``target_rate``, validated."""
+    with AudioSource(path, target_rate, max_seconds) as src:
+        return src.read(0, src.length)
+
+
+def output_format(path: str | Path, fmt: str | None) -> tuple[str, str]:
+    """Resolve ``--format`` (or the output suffix) to soundfile's (format, subtype)."""
+    name = (fmt or Path(path).suffix.lstrip(".") or "wav").lower()
+    if name not in OUTPUT_FORMATS:
+        raise AudioInputError(f"output format {name!r} is not supported; use one of {', '.join(OUTPUT_FORMATS)}")
+    return OUTPUT_FORMATS[name]
+
+
+class AtomicAudioWriter:
+    """Write audio block by block to a temporary file, renamed into place only on :meth:`commit`.
+
+    If the conversion fails or is cancelled, :meth:`abort` (or leaving the ``with`` block by an
+    exception) removes the temporary file, so no half-written output is ever left behind.
+    """
+
+    def __init__(self, path: str | Path, sample_rate: int, fmt: str | None = None) -> None:
+        self.path = Path(path)
+        self.format, self.subtype = output_format(self.path, fmt)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial")
+        self._fh = sf.SoundFile(str(self.tmp), mode="w", samplerate=sample_rate, channels=1,
+                                format=self.format, subtype=self.subtype)
+        self.written = 0
+
+    def write(self, block: np.ndarray) -> None:
+        if block.size:
+            self._fh.write(np.clip(block, -1.0, 1.0).astype(np.float32))
+            self.written += int(block.shape[0])
+
+    def commit(self) -> Path:
+        self._fh.close()
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+        self.tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> AtomicAudioWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is not None or self.tmp.exists():
+            self.abort()
+
+
+class StreamingResampler:
+    """Resample a stream pushed in arbitrary blocks; the concatenated output equals a one-shot resample.
+
+    Holds back enough input for the filter's right context; :meth:`flush` emits the rest.
+    """
+
+    def __init__(self, sr_in: int, sr_out: int) -> None:
+        self.up, self.down = _ratio(sr_in, sr_out)
+        self.ctx = math.ceil(_RESAMPLE_CONTEXT / self.down) * self.down
+        self.buf = np.zeros(self.ctx, dtype=np.float32)  # left context (zeros before the start)
+        self.pending = 0  # samples in buf after the left context, not yet emitted
+
+    def push(self, x: np.ndarray) -> np.ndarray:
+        if self.up == self.down:
+            return x.astype(np.float32, copy=False)
+        self.buf = np.concatenate([self.buf, x.astype(np.float32)])
+        self.pending += x.shape[0]
+        ready = ((self.pending - self.ctx) // self.down) * self.down  # keep ctx samples of right context
+        if ready <= 0:
+            return np.zeros(0, dtype=np.float32)
+        return self._emit(ready)
+
+    def _emit(self, n: int) -> np.ndarray:
+        seg = self.buf[: self.ctx + n + self.ctx]
+        if seg.shape[0] < 2 * self.ctx + n:
+            seg = np.pad(seg, (0, 2 * self.ctx + n - seg.shape[0]))
+        y = resample_poly(seg, self.up, self.down)
+        a = self.ctx * self.up // self.down
+        out = y[a: a + n * self.up // self.down].astype(np.float32)
+        self.buf = self.buf[n:]
+        self.pending -= n
+        return out
+
+    def flush(self) -> np.ndarray:
+        if self.up == self.down or self.pending <= 0:
+            return np.zeros(0, dtype=np.float32)
+        n = math.ceil(self.pending / self.down) * self.down
+        self.buf = np.pad(self.buf, (0, n - self.pending))
+        self.pending = n
+        return self._emit(n)

@@ -1,0 +1,128 @@
+"""Harmonic-plus-noise (DDSP) source-filter vocoder: log-mel + F0 -> waveform.
+
+The pitch of the output is the F0 given, exactly: a bank of harmonics is driven by a phase accumulated
+from F0 (per frame, in FP32, wrapped), and a conv net reads the mel to set each harmonic's amplitude and
+the gains of a filtered-noise branch. The noise and the starting phase are inputs, so the output is
+deterministic for a seed and continuous across chunks (the pipeline passes each chunk's start phase).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from engine.models.layers import ResConvStack
+from engine.models.pitch import F0_REFERENCE_HZ
+
+NOISE_FILTER_TAPS = 127
+
+
+def noise_filterbank(sample_rate: int, n_bands: int, taps: int = NOISE_FILTER_TAPS) -> np.ndarray:
+    """Windowed-sinc band-pass FIRs on a mel-like spacing: ``[n_bands, 1, taps]``."""
+    from engine.dsp import hz_to_mel, mel_to_hz
+
+    edges = mel_to_hz(np.linspace(hz_to_mel(0.0), hz_to_mel(sample_rate / 2), n_bands + 1)) / sample_rate
+    n = np.arange(taps) - (taps - 1) / 2
+    window = np.hamming(taps)
+    filters = []
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        h = (2 * hi * np.sinc(2 * hi * n) - 2 * lo * np.sinc(2 * lo * n)) * window
+        filters.append(h)
+    return np.asarray(filters, dtype=np.float32)[:, None, :]
+
+
+def upsample_frames(x: torch.Tensor, hop: int) -> torch.Tensor:
+    """Linear interpolation from frame rate to sample rate: ``[b, c, t] -> [b, c, t * hop]``."""
+    nxt = torch.cat([x[:, :, 1:], x[:, :, -1:]], dim=2)
+    ramp = torch.arange(hop, dtype=x.dtype, device=x.device) / hop  # [hop]
+    y = x.unsqueeze(-1) + (nxt - x).unsqueeze(-1) * ramp  # [b, c, t, hop]
+    return y.flatten(2)
+
+
+def harmonic_phase(f0: torch.Tensor, phase0: torch.Tensor, hop: int, sample_rate: int) -> torch.Tensor:
+    """Instantaneous phase in cycles, wrapped to [0, 1): ``f0 [b, t]``, ``phase0 [b, 1]`` -> ``[b, t * hop]``.
+
+    Accumulated per frame: the within-frame ramp is summed over ``hop`` samples and each frame's total is
+    wrapped before the sum over frames, so the error stays at FP32 resolution of a few cycles, not of the
+    whole file's cycle count.
+    """
+    # Hold F0 within a frame where either end is unvoiced: no glide from or to 0 Hz.
+    nxt = torch.cat([f0[:, 1:], f0[:, -1:]], dim=1)
+    both = (f0 > 0) & (nxt > 0)
+    nxt = torch.where(both, nxt, f0)
+    ramp = torch.arange(hop, dtype=f0.dtype, device=f0.device) / hop
+    inc = (f0.unsqueeze(-1) + (nxt - f0).unsqueeze(-1) * ramp) / sample_rate  # [b, t, hop] cycles/sample
+    within = torch.cumsum(inc, dim=2) - inc  # phase at each sample relative to the frame start
+    total = within[:, :, -1] + inc[:, :, -1]  # [b, t]
+    total = total - torch.floor(total)
+    start = torch.cumsum(total, dim=1) - total + phase0  # [b, t]
+    start = start - torch.floor(start)
+    phase = start.unsqueeze(-1) + within
+    phase = phase - torch.floor(phase)
+    return phase.flatten(1)
+
+
+def frame_start_phases(f0: np.ndarray, hop: int, sample_rate: int) -> np.ndarray:
+    """Phase (cycles, in [0, 1)) at the start of every frame of a whole F0 track, in float64.
+
+    The same accumulation as :func:`harmonic_phase`: a chunk that starts at frame ``i`` and is given
+    ``phase0 = frame_start_phases(f0, ...)[i]`` continues the harmonics of the chunk before it.
+    """
+    f0 = np.asarray(f0, dtype=np.float64)
+    nxt = np.concatenate([f0[1:], f0[-1:]])
+    nxt = np.where((f0 > 0) & (nxt > 0), nxt, f0)
+    # Sum of the linear ramp over one frame: hop * f0 + (nxt - f0) * (hop - 1) / 2 samples' worth.
+    total = (hop * f0 + (nxt - f0) * (hop - 1) / 2.0) / sample_rate
+    starts = np.concatenate([[0.0], np.cumsum(total)[:-1]])
+    return starts % 1.0
+
+
+class HarmonicNoiseVocoder(nn.Module):
+    harmonic_numbers: torch.Tensor
+    noise_filters: torch.Tensor
+
+    def __init__(self, *, sample_rate: int, hop_length: int, n_mels: int, hidden: int, n_layers: int,
+                 n_harmonics: int, n_noise_bands: int) -> None:
+        super().__init__()
+        self.sample_rate = sample_rate
+        self.hop_length = hop_length
+        self.n_harmonics = n_harmonics
+        self.register_buffer("harmonic_numbers", torch.arange(1, n_harmonics + 1).float(), persistent=False)
+        self.register_buffer("noise_filters", torch.from_numpy(noise_filterbank(sample_rate, n_noise_bands)),
+                             persistent=False)
+        self.pre = nn.Conv1d(n_mels + 2, hidden, 5, padding=2)
+        self.body = ResConvStack(hidden, n_layers, kernel_size=5, dilation_cycle=2)
+        self.harmonic_head = nn.Conv1d(hidden, n_harmonics, 1)
+        self.noise_head = nn.Conv1d(hidden, n_noise_bands, 1)
+        # Start quiet: amplitudes from softplus(-4) ~ 0.018.
+        nn.init.constant_(self.harmonic_head.bias, -4.0)  # type: ignore[arg-type]
+        nn.init.constant_(self.noise_head.bias, -4.0)  # type: ignore[arg-type]
+
+    def controls(self, mel: torch.Tensor, f0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frame-rate synthesis controls: harmonic amplitudes ``[b, k, t]`` and noise gains ``[b, n, t]``."""
+        voiced = (f0 > 0).to(mel.dtype)
+        lf0 = torch.log2(torch.clamp(f0, min=1.0) / F0_REFERENCE_HZ) * voiced
+        h = self.body(self.pre(torch.cat([mel, lf0.unsqueeze(1), voiced.unsqueeze(1)], dim=1)))
+        amps = F.softplus(self.harmonic_head(h))
+        # Silence harmonics above Nyquist and everything harmonic in unvoiced frames.
+        below_nyquist = (self.harmonic_numbers[None, :, None] * f0.unsqueeze(1)) < (self.sample_rate / 2)
+        amps = amps * below_nyquist.to(amps.dtype) * voiced.unsqueeze(1)
+        gains = F.softplus(self.noise_head(h))
+        return amps, gains
+
+    def forward(self, mel: torch.Tensor, f0: torch.Tensor, phase0: torch.Tensor,
+                noise: torch.Tensor) -> torch.Tensor:
+        """``mel [b, m, t]``, ``f0 [b, t]`` Hz, ``phase0 [b, 1]`` cycles, ``noise [b, 1, t * hop]`` ->
+        waveform ``[b, 1, t * hop]``."""
+        amps, gains = self.controls(mel, f0)
+        phase = harmonic_phase(f0, phase0, self.hop_length, self.sample_rate)  # [b, s]
+        angles = (2 * math.pi) * phase.unsqueeze(1) * self.harmonic_numbers[None, :, None]  # [b, k, s]
+        harmonic = (torch.sin(angles) * upsample_frames(amps, self.hop_length)).sum(dim=1, keepdim=True)
+        taps = self.noise_filters.shape[-1]
+        bands = F.conv1d(noise, self.noise_filters, padding=taps // 2)  # [b, n, s]
+        noisy = (bands * upsample_frames(gains, self.hop_length)).sum(dim=1, keepdim=True)
+        return harmonic + noisy
