@@ -54,8 +54,8 @@ class ModelConfig:
     content_fft: int = 512
     content_mels: int = 80
     pitch_hidden: int = 192
-    flow_hidden: int = 128
-    flow_layers: int = 3
+    flow_hidden: int = 96
+    flow_layers: int = 2
     flow_couplings: int = 4
     flow_kernel: int = 5
     mel_hidden: int = 256
@@ -63,8 +63,8 @@ class ModelConfig:
     vocoder_layers: int = 4
     vocoder_harmonics: int = 64
     vocoder_noise_bands: int = 16
-    posterior_hidden: int = 128
-    posterior_layers: int = 6
+    posterior_hidden: int = 96
+    posterior_layers: int = 4
 
     @property
     def conditioning_dim(self) -> int:

@@ -44,15 +44,17 @@ class FlowDecoder(nn.Module):
                  n_couplings: int) -> None:
         super().__init__()
         self.latent_dim = latent_dim
+        # The wide conditioning (content + pitch + speaker) is projected once and shared by every layer.
+        self.cond_proj = nn.Conv1d(cond_dim, hidden, 1)
         self.couplings = nn.ModuleList(
-            ResidualCoupling(latent_dim, hidden, kernel_size, n_layers, cond_dim) for _ in range(n_couplings)
+            ResidualCoupling(latent_dim, hidden, kernel_size, n_layers, hidden) for _ in range(n_couplings)
         )
-        self.prior_in = nn.Conv1d(cond_dim, hidden, 1)
+        self.prior_in = nn.Conv1d(hidden, hidden, 1)
         self.prior_body = ResConvStack(hidden, 3, kernel_size=kernel_size)
         self.prior_out = nn.Conv1d(hidden, 2 * latent_dim, 1)
 
     def prior(self, cond: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``cond [b, c, t] -> (mu, logs)``, each ``[b, latent, t]``."""
+        """Projected ``cond [b, hidden, t] -> (mu, logs)``, each ``[b, latent, t]``."""
         h = self.prior_body(self.prior_in(cond) * mask, mask)
         stats = self.prior_out(h) * mask
         mu, logs = stats[:, : self.latent_dim], stats[:, self.latent_dim:]
@@ -61,6 +63,7 @@ class FlowDecoder(nn.Module):
     def forward(self, z: torch.Tensor, mask: torch.Tensor, cond: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Training direction. Returns ``(z_p, mu, logs)``; the flow's log-det is 0."""
+        cond = self.cond_proj(cond) * mask
         for coupling in self.couplings:
             z = torch.flip(coupling(z, mask, cond), dims=[1])
         mu, logs = self.prior(cond, mask)
@@ -74,6 +77,7 @@ class FlowDecoder(nn.Module):
     def infer(self, noise: torch.Tensor, mask: torch.Tensor, cond: torch.Tensor,
               temperature: torch.Tensor) -> torch.Tensor:
         """Inference direction. ``noise [b, latent, t]``, ``temperature [1]`` -> latent ``[b, latent, t]``."""
+        cond = self.cond_proj(cond) * mask
         mu, logs = self.prior(cond, mask)
         z = (mu + torch.exp(logs) * noise * temperature) * mask
         for coupling in reversed(self.couplings):
