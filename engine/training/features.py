@@ -79,8 +79,9 @@ def _compute(args: tuple) -> tuple[str, dict]:
     return item["clip_id"], {"frames": n}
 
 
-def build_cache(cfg: Config, corpus: Path, cache_dir: Path, workers: int = 2) -> Path:
-    """Compute features of every clip not yet cached (parallel over clips); mel is computed on the fly."""
+def build_cache(cfg: Config, corpus: Path, cache_dir: Path, workers: int = 2,
+                splits: tuple[str, ...] = ("train",)) -> Path:
+    """Compute features of the clips of ``splits`` not yet cached (parallel over clips)."""
     from dataclasses import asdict
 
     from tqdm import tqdm
@@ -88,7 +89,7 @@ def build_cache(cfg: Config, corpus: Path, cache_dir: Path, workers: int = 2) ->
     meta, phones, _ = read_meta(corpus)
     cache_dir.mkdir(parents=True, exist_ok=True)
     index = {p: i for i, p in enumerate(phones)}
-    todo = [m for m in meta if not (cache_dir / f"{m['clip_id']}.npz").exists()]
+    todo = [m for m in meta if m["split"] in splits and not (cache_dir / f"{m['clip_id']}.npz").exists()]
     jobs = [(str(corpus), m, index, asdict(cfg.audio), str(cache_dir)) for m in todo]
     if jobs:
         with ProcessPoolExecutor(max_workers=workers) as pool:
