@@ -15,6 +15,7 @@ import sys
 COMMAND_MODULES = (
     "convert",
     "voices",
+    "eval",
 )
 EXIT_USAGE = 2
 EXIT_FAILURE = 1

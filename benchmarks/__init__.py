@@ -1,0 +1,1 @@
+"""Benchmark scripts (quality, speed); each is also reachable through the ``autovoice`` CLI."""
