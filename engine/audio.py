@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
 
 from engine.errors import AudioInputError
 
@@ -21,11 +21,22 @@ MAX_SAMPLE_RATE = 192000
 MAX_CHANNELS = 32
 OUTPUT_FORMATS = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16"), "ogg": ("OGG", "VORBIS")}
 _RESAMPLE_CONTEXT = 256  # input samples of context each side of a block: covers resample_poly's filter
+# libsndfile quietly shortens a WAV/AIFF whose audio chunk runs past the end of the file; its log says so.
+_DATA_CHUNK_RE = re.compile(r"^\s*(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+_UNKNOWN_LENGTH = (0xFFFFFFFF, 0x7FFFFFFF)  # what streaming writers put in the header: not a truncation
 
 
 def _ratio(sr_in: int, sr_out: int) -> tuple[int, int]:
     g = math.gcd(sr_in, sr_out)
     return sr_out // g, sr_in // g
+
+
+def resample_poly(x: np.ndarray, up: int, down: int) -> np.ndarray:
+    """scipy's polyphase resampler, imported on first use (scipy.signal takes seconds to import, and
+    refusing a bad input should not)."""
+    from scipy.signal import resample_poly as _resample_poly
+
+    return np.asarray(_resample_poly(x, up, down))
 
 
 def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
@@ -79,8 +90,12 @@ class AudioSource:
         lo, hi = max(start, 0), min(stop, n_total)
         out = np.zeros(max(stop - start, 0), dtype=np.float32)
         if hi > lo:
-            self._fh.seek(lo)
-            block = self._fh.read(hi - lo, dtype="float32", always_2d=True)
+            try:
+                self._fh.seek(lo)
+                block = self._fh.read(hi - lo, dtype="float32", always_2d=True)
+            except (sf.LibsndfileError, RuntimeError) as exc:
+                raise AudioInputError(f"{self.info.path.name}: the audio data is corrupt or truncated "
+                                      f"({_short(exc)})") from exc
             if block.shape[0] != hi - lo:
                 raise AudioInputError(f"{self.info.path.name}: file is truncated (expected {n_total} frames, "
                                       f"could read only {lo + block.shape[0]})")
@@ -123,8 +138,15 @@ def probe(path: str | Path, max_seconds: float) -> AudioInfo:
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         raise AudioInputError(f"{path.name}: not a readable audio file ({_short(exc)}); "
                               "use WAV, FLAC, OGG or MP3") from exc
+    if info.format == "OGG" and not _ogg_ends(path):
+        raise AudioInputError(f"{path.name}: file is truncated (the Ogg stream stops before its last page)")
     if info.frames <= 0:
         raise AudioInputError(f"{path.name}: audio has no samples")
+    for match in _DATA_CHUNK_RE.finditer(info.extra_info or ""):
+        declared, present = int(match.group(1)), int(match.group(2))
+        if declared > present and declared not in _UNKNOWN_LENGTH:
+            raise AudioInputError(f"{path.name}: file is truncated (its header announces {declared} bytes of "
+                                  f"audio, only {present} are present)")
     if not (MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE):
         raise AudioInputError(f"{path.name}: sample rate {info.samplerate} Hz is outside the supported "
                               f"{MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz")
@@ -136,6 +158,25 @@ def probe(path: str | Path, max_seconds: float) -> AudioInfo:
                               f"{max_seconds / 60:.0f} minutes; split it first")
     return AudioInfo(path=path, sample_rate=int(info.samplerate), frames=int(info.frames),
                      channels=int(info.channels), format=str(info.format))
+
+
+def _ogg_ends(path: Path) -> bool:
+    """Whether an Ogg file's last page is whole and carries the end-of-stream flag.
+
+    Ogg has no length field to check: a cut-off file just reads shorter (or as empty) unless its end is
+    looked for. A page is at most 65307 bytes, so the last one starts within the final 64 KiB.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        fh.seek(max(size - (1 << 16), 0))
+        tail = fh.read()
+    at = tail.rfind(b"OggS\x00")
+    if at < 0 or at + 27 > len(tail):
+        return False
+    n_segments = tail[at + 26]
+    table = tail[at + 27: at + 27 + n_segments]
+    page_end = at + 27 + n_segments + sum(table)
+    return len(table) == n_segments and page_end <= len(tail) and bool(tail[at + 5] & 0x04)
 
 
 def _short(exc: BaseException) -> str:

@@ -34,6 +34,7 @@ CONTEXT_FRAMES = 40               # model context each side of a chunk (covers t
 SILENT_DBFS = -60.0               # an input whose loudest frame is below this is refused as silent
 ENVELOPE_FRAMES = 5               # loudness-envelope smoothing (50 ms)
 MAX_GAIN = 30.0
+PEAK_CEILING = 0.79               # -2 dBFS: headroom for the output resampler's inter-sample peaks
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -146,6 +147,11 @@ class Converter:
         out_rms = _frame_rms(y, self.hop)
         gain = _smooth(target_rms, ENVELOPE_FRAMES) / (_smooth(out_rms, ENVELOPE_FRAMES) + 1e-4)
         gain = np.clip(gain, 0.0, MAX_GAIN)
+        # Restoring the input's RMS must not push a peaky output over full scale (the writer would clip):
+        # frame i ramps from gain[i] to gain[i + 1], so both stay under frame i's limit.
+        peak = np.abs(y[: gain.size * self.hop]).reshape(gain.size, self.hop).max(axis=1)
+        limit = PEAK_CEILING / np.maximum(peak, 1e-9)
+        gain = np.minimum(gain, np.minimum(limit, np.concatenate([limit[:1], limit[:-1]])))
         nxt = np.concatenate([gain[1:], gain[-1:]])
         ramp = np.arange(self.hop) / self.hop
         per_sample = (gain[:, None] + (nxt - gain)[:, None] * ramp[None, :]).reshape(-1)

@@ -41,15 +41,18 @@ def run(args: argparse.Namespace) -> int:
     from autovoice.commands.common import progress_bar, warn_untrained
     from engine.audio import probe
     from engine.config import load_config
+
+    cfg = load_config()
+    transpose = parse_transpose(args.transpose)
+    # Refuse bad input before importing torch or loading any model: the answer comes in a second.
+    probe(args.input, cfg.inference.max_input_seconds)
+
     from engine.pipeline import Converter, ConvertOptions
     from engine.runners import load_runners
     from engine.voices import default_store, resolve_voice
 
-    cfg = load_config()
-    options = ConvertOptions(transpose=parse_transpose(args.transpose), f0_method=args.f0_method,
-                             seed=args.seed, temperature=args.temperature, sample_rate=args.sample_rate,
-                             format=args.format)
-    probe(args.input, cfg.inference.max_input_seconds)  # refuse bad input before loading any model
+    options = ConvertOptions(transpose=transpose, f0_method=args.f0_method, seed=args.seed,
+                             temperature=args.temperature, sample_rate=args.sample_rate, format=args.format)
     runners = load_runners(cfg, args.backend, args.precision, args.engine_dir, args.device)
     warn_untrained(runners.trained)
     voice = resolve_voice(args.voice, default_store(cfg))
