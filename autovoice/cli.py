@@ -15,6 +15,7 @@ import sys
 COMMAND_MODULES = (
     "convert",
     "voices",
+    "make_dataset",
     "eval",
 )
 EXIT_USAGE = 2
