@@ -19,6 +19,13 @@ from engine.models.layers import ResConvStack
 from engine.models.pitch import F0_REFERENCE_HZ
 
 NOISE_FILTER_TAPS = 127
+NOISE_BIAS = -5.0  # noise starts ~35 dB below the harmonics (as DDSP does)
+
+
+def exp_sigmoid(x: torch.Tensor) -> torch.Tensor:
+    """DDSP's positive squashing, ``2 * sigmoid(x) ** ln(10) + 1e-7``: bounded, and its gradient never dies
+    the way softplus's does for a large negative input."""
+    return 2.0 * torch.pow(torch.sigmoid(x), math.log(10.0)) + 1e-7
 
 
 def noise_filterbank(sample_rate: int, n_bands: int, taps: int = NOISE_FILTER_TAPS) -> np.ndarray:
@@ -96,22 +103,29 @@ class HarmonicNoiseVocoder(nn.Module):
                              persistent=False)
         self.pre = nn.Conv1d(n_mels + 2, hidden, 5, padding=2)
         self.body = ResConvStack(hidden, n_layers, kernel_size=5, dilation_cycle=2)
-        self.harmonic_head = nn.Conv1d(hidden, n_harmonics, 1)
+        # Channel 0: overall harmonic amplitude; the rest: the distribution over harmonics (softmax).
+        self.harmonic_head = nn.Conv1d(hidden, n_harmonics + 1, 1)
         self.noise_head = nn.Conv1d(hidden, n_noise_bands, 1)
-        # Start quiet: amplitudes from softplus(-4) ~ 0.018.
-        nn.init.constant_(self.harmonic_head.bias, -4.0)  # type: ignore[arg-type]
-        nn.init.constant_(self.noise_head.bias, -4.0)  # type: ignore[arg-type]
+        # Start near a voice: output level ~0.1, harmonics falling ~2 dB each, small random deviations.
+        with torch.no_grad():
+            self.harmonic_head.weight.mul_(0.1)
+            self.harmonic_head.bias.copy_(  # type: ignore[union-attr]
+                torch.cat([torch.tensor([-1.0]), -0.25 * torch.arange(n_harmonics).float()]))
+            self.noise_head.weight.mul_(0.1)
 
     def controls(self, mel: torch.Tensor, f0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Frame-rate synthesis controls: harmonic amplitudes ``[b, k, t]`` and noise gains ``[b, n, t]``."""
         voiced = (f0 > 0).to(mel.dtype)
         lf0 = torch.log2(torch.clamp(f0, min=1.0) / F0_REFERENCE_HZ) * voiced
         h = self.body(self.pre(torch.cat([mel, lf0.unsqueeze(1), voiced.unsqueeze(1)], dim=1)))
-        amps = F.softplus(self.harmonic_head(h))
-        # Silence harmonics above Nyquist and everything harmonic in unvoiced frames.
-        below_nyquist = (self.harmonic_numbers[None, :, None] * f0.unsqueeze(1)) < (self.sample_rate / 2)
-        amps = amps * below_nyquist.to(amps.dtype) * voiced.unsqueeze(1)
-        gains = F.softplus(self.noise_head(h))
+        head = self.harmonic_head(h)
+        loudness = exp_sigmoid(head[:, :1])  # [b, 1, t]
+        # Harmonics above Nyquist get no share of the distribution; unvoiced frames get no harmonics.
+        below_nyquist = ((self.harmonic_numbers[None, :, None] * f0.unsqueeze(1)) < (self.sample_rate / 2)
+                         ).to(mel.dtype)
+        dist = torch.softmax(head[:, 1:] - (1.0 - below_nyquist) * 1e4, dim=1) * below_nyquist
+        amps = loudness * dist * voiced.unsqueeze(1)
+        gains = exp_sigmoid(self.noise_head(h) + NOISE_BIAS)
         return amps, gains
 
     def forward(self, mel: torch.Tensor, f0: torch.Tensor, phase0: torch.Tensor,

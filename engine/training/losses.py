@@ -11,7 +11,7 @@ STFT_RESOLUTIONS = ((256, 64), (512, 128), (1024, 256))
 def _mag(x: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
     window = torch.hann_window(n_fft, device=x.device)
     spec = torch.stft(x, n_fft, hop, n_fft, window, return_complex=True)
-    return spec.abs().clamp_min(1e-5)
+    return spec.abs() + 1e-5
 
 
 def multi_resolution_stft_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

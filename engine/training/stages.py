@@ -55,7 +55,7 @@ def train_vocoder(model: SVCModel, clips: list[Clip], work: Path, steps: int, ba
         return {"stft": multi_resolution_stft_loss(wav, b.audio)}
 
     run_loop("vocoder", {"vocoder": voc}, list(voc.parameters()), step, steps, work / "vocoder.state",
-             work / "losses.jsonl", lr=2e-3, max_minutes=max_minutes)
+             work / "losses.jsonl", lr=1e-3, max_minutes=max_minutes)
 
 
 def train_decoder(model: SVCModel, clips: list[Clip], speaker_table: np.ndarray, work: Path, steps: int,
