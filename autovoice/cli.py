@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "voices",
     "make_dataset",
     "eval",
+    "train",
 )
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
