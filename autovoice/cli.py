@@ -15,6 +15,7 @@ import sys
 COMMAND_MODULES = (
     "convert",
     "voices",
+    "worker", "submit", "jobs", "status", "up",
     "make_dataset",
     "eval",
     "train",

@@ -1,0 +1,151 @@
+"""Queue building blocks against a real Redis, without workers: blobs, logs, caps, cancel, voices, sweeps."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from redis_support import limits, submit, tone_file
+
+from workers import blobs, keys, logs, voices
+from workers.enqueue import cancel, enqueue, enqueue_rebuild, group_status, job_info, list_jobs
+from workers.errors import BlobError, QueueFull, VoiceNotFound, WorkerError
+
+pytest_plugins = ["redis_fixtures"]
+
+
+def test_blob_roundtrip_ttl_cap_and_name(conn: redis.Redis, tmp_path: Path) -> None:
+    blob_id = blobs.put(conn, b"abc" * 10, name="../../etc/evil.wav", ttl=30, max_bytes=100)
+    assert blobs.get(conn, blob_id) == b"abc" * 10
+    info = blobs.info(conn, blob_id)
+    assert info.name == "evil.wav" and info.size == 30 and 0 < info.ttl <= 30
+    assert blobs.save_to(conn, blob_id, tmp_path) == tmp_path / "evil.wav"
+    with pytest.raises(BlobError, match="more than the limit"):
+        blobs.put(conn, b"x" * 101, name="big.wav", ttl=30, max_bytes=100)
+    with pytest.raises(BlobError, match="empty"):
+        blobs.put(conn, b"", name="empty.wav", ttl=30, max_bytes=100)
+    assert blobs.delete(conn, blob_id)
+    with pytest.raises(BlobError, match="does not exist"):
+        blobs.get(conn, blob_id)
+
+
+def test_log_stream_order_buffering_and_follow(conn: redis.Redis) -> None:
+    log = logs.JobLog(conn, "job1", ttl=60)
+    log.line("first")
+    log.line("second\nthird")
+    # Lines written while Redis is unreachable wait, in order, and go out with the next flush.
+    dead = redis.Redis(port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
+    log.conn = dead
+    log.line("fourth")
+    assert not log.flush()
+    log.conn = conn
+    received: list[logs.LogEntry] = []
+    reader = threading.Thread(target=lambda: received.extend(logs.follow(conn, "job1", block_ms=200, timeout=10)))
+    reader.start()
+    time.sleep(0.3)
+    log.line("fifth")
+    log.end("finished")
+    reader.join(timeout=10)
+    assert [e.line for e in received if e.line] == ["first", "second", "third", "fourth", "fifth"]
+    assert received[-1].is_end and received[-1].status == "finished"
+    assert logs.lines(conn, "job1") == ["first", "second", "third", "fourth", "fifth"]
+    assert logs.final_event(conn, "job1").status == "finished"
+    assert 0 < conn.ttl(keys.job_log("job1")) <= 60
+
+
+def test_queue_cap_is_exact_under_concurrent_clients(conn: redis.Redis) -> None:
+    lim = limits(max_queue_length=12)
+    accepted: list[str] = []
+    refused: list[str] = []
+
+    def client() -> None:
+        for _ in range(6):
+            try:
+                accepted.append(enqueue(conn, "convert", {"input_blob": "x", "voice": "v"}, limits=lim))
+            except QueueFull as exc:
+                refused.append(str(exc))
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(accepted) == 12 and len(set(accepted)) == 12
+    assert len(refused) == 12 and all("busy, try again later" in r for r in refused)
+    assert conn.llen("rq:queue:convert") == 12
+
+
+def test_enqueue_refuses_non_json_and_unknown_kinds(conn: redis.Redis) -> None:
+    with pytest.raises(TypeError):
+        enqueue(conn, "convert", {"input_blob": np.float32(1.0)}, limits=limits())
+    with pytest.raises(WorkerError, match="unknown job kind"):
+        enqueue(conn, "mine_bitcoin", {}, limits=limits())
+    assert conn.llen("rq:queue:convert") == 0
+
+
+def test_cancel_queued_job_removes_it(conn: redis.Redis, tmp_path: Path) -> None:
+    job_id = submit(conn, tone_file(tmp_path / "a.wav", 0.5))
+    assert job_info(conn, job_id)["status"] == "queued"
+    assert cancel(conn, job_id, limits()) == "canceled"
+    info = job_info(conn, job_id)
+    assert info["status"] == "canceled" and info["error"] == "cancelled while queued"
+    assert conn.llen("rq:queue:convert") == 0 and 0 < conn.ttl(f"rq:job:{job_id}") <= 3600
+    assert logs.final_event(conn, job_id).status == "canceled"
+    assert cancel(conn, job_id) == "canceled"  # idempotent
+    assert [j["job_id"] for j in list_jobs(conn)] == [job_id]
+
+
+def test_rebuild_group_status_is_derived_from_members(conn: redis.Redis) -> None:
+    with pytest.raises(WorkerError, match="no live workers"):
+        enqueue_rebuild(conn, "onnxruntime", "fp32", limits=limits())
+    group = enqueue_rebuild(conn, "onnxruntime", "fp32", queues=["build:a:gpu-x", "build:b:cpu"], limits=limits())
+    status = group_status(conn, group)
+    assert status["status"] == "queued" and not status["done"]
+    assert {m["queue"] for m in status["members"]} == {"build:a:gpu-x", "build:b:cpu"}
+    member = next(m for m in status["members"] if m["queue"] == "build:b:cpu")
+    cancel(conn, member["job_id"])
+    status = group_status(conn, group)
+    assert status["status"] == "failed"
+    assert status["error"].startswith("build:b:cpu") and "cancelled" in status["error"]
+
+
+def test_voices_roundtrip_and_cap_of_names(conn: redis.Redis) -> None:
+    from engine.voices import VoiceProfile
+
+    emb = np.random.default_rng(3).standard_normal(256).astype(np.float32)
+    emb /= np.linalg.norm(emb)
+    profile = VoiceProfile(name="alto", embedding=emb, median_f0=np.float64(330.0), n_clips=1, seconds=1.0)
+    voices.save_profile(conn, profile, [np.zeros(16000, np.float32) + 0.1], max_bytes=10**6)
+    assert [m["name"] for m in voices.list_meta(conn)] == ["alto"]
+    loaded = voices.load_profile(conn, "alto")
+    np.testing.assert_array_equal(loaded.embedding, emb)
+    assert loaded.median_f0 == 330.0 and loaded.source == "redis"
+    assert len(voices.clips(conn, "alto")) == 1
+    json.dumps(voices.list_meta(conn))
+    voices.delete(conn, "alto")
+    with pytest.raises(VoiceNotFound):
+        voices.load_profile(conn, "alto")
+    with pytest.raises(WorkerError, match="more than the limit"):
+        voices.save(conn, {"name": "big"}, emb.tobytes(), [b"x" * 11], max_bytes=10)
+
+
+def test_sweep_puts_back_a_job_lost_between_pop_and_start(conn: redis.Redis, tmp_path: Path) -> None:
+    """A worker killed right after BLPOP leaves a job 'queued' in no queue; the sweep puts it back."""
+    from workers.settings import Timing
+    from workers.sweeper import sweep
+
+    timing = Timing(heartbeat=0.5, lease=1.0, sweep=0.01)
+    job_id = submit(conn, tone_file(tmp_path / "a.wav", 0.5))
+    assert conn.lpop("rq:queue:convert").decode() == job_id  # what a dying worker's BLPOP did
+    assert sweep(conn, timing, 60, "t").orphans == []  # first sighting: maybe a worker is starting it
+    time.sleep(timing.lease_ttl + 0.1)
+    assert sweep(conn, timing, 60, "t").orphans == [job_id]
+    assert conn.lrange("rq:queue:convert", 0, -1) == [job_id.encode()]
+    assert "put back on the queue" in logs.lines(conn, job_id)[-1]
