@@ -19,6 +19,9 @@ COMMAND_MODULES = (
     "make_dataset",
     "eval",
     "train",
+    "export",
+    "calibrate",
+    "build_engines",
 )
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
