@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "export",
     "calibrate",
     "build_engines",
+    "bench",
 )
 EXIT_USAGE = 2
 EXIT_FAILURE = 1

@@ -1,0 +1,285 @@
+"""One measurement in its own process: ``python -m benchmarks.child SPEC.json OUT.json``.
+
+Each backend/precision is measured in a fresh process, so its peak RSS (which never goes down) is its own
+and no backend inherits another's warmed caches or thread pools. Modes:
+
+* ``backend``: load the five components for one backend/precision, time each on a fixed chunk (warm-up,
+  then ``repeats`` runs), then convert the whole input end to end with and without F0 extraction.
+* ``scale``: convert one long input once (after a warm-up chunk): RTF and peak memory at that length.
+* ``hardware``: the machine's float32 matmul peak and each component's FLOPs on the fixed chunk.
+
+The parent (:mod:`benchmarks.harness`) sets the environment: thread counts, device, checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+COMPONENTS = ("content_encoder", "pitch_encoder", "flow_decoder", "mel_projection", "vocoder")
+
+
+def rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS. ``VmHWM`` belongs to the process's own address space; ``ru_maxrss`` is kept
+    across ``exec`` and so can report the parent's size at the fork (used only where there is no /proc)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+
+
+def summary_ms(seconds: list[float]) -> dict[str, Any]:
+    """Median and spread of a list of durations, in milliseconds."""
+    ms = sorted(s * 1000.0 for s in seconds)
+    q1, q3 = (np.percentile(ms, [25, 75]) if len(ms) > 1 else (ms[0], ms[0]))
+    return {"median_ms": round(statistics.median(ms), 3), "min_ms": round(ms[0], 3), "max_ms": round(ms[-1], 3),
+            "iqr_ms": round(float(q3 - q1), 3), "stdev_ms": round(statistics.stdev(ms), 3) if len(ms) > 1 else 0.0,
+            "n": len(ms)}
+
+
+class TimedRunner:
+    """Wraps a component runner; records the wall time of every call (and optionally its inputs)."""
+
+    def __init__(self, runner: Any, record_inputs: bool = False) -> None:
+        self.runner = runner
+        self.component, self.backend, self.precision = runner.component, runner.backend, runner.precision
+        self.times: list[float] = []
+        self.record_inputs = record_inputs
+        self.inputs: dict[str, np.ndarray] | None = None
+
+    def __call__(self, **inputs: np.ndarray) -> np.ndarray:
+        if self.record_inputs:
+            self.inputs = {k: np.array(v, copy=True) for k, v in inputs.items()}
+        t0 = time.perf_counter()
+        out = self.runner(**inputs)
+        self.times.append(time.perf_counter() - t0)
+        return out
+
+
+def load_setup(spec: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """``(cfg, runners, voice)`` for the spec's backend/precision/device."""
+    from engine.config import load_config
+    from engine.runners import load_runners
+    from engine.voices import VoiceProfile
+
+    cfg = load_config()
+    runners = load_runners(cfg, spec["backend"], spec["precision"], spec.get("engine_dir"), spec["device"])
+    voice = VoiceProfile(name="bench", embedding=np.load(spec["voice_embedding"], allow_pickle=False),
+                         median_f0=spec.get("voice_median_f0"), source="bench")
+    return cfg, runners, voice
+
+
+def fixed_chunk(cfg: Any, path: str, seconds: float) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``seconds`` of the input at the model's rate (whole frames) and its F0 per frame."""
+    from engine.audio import AudioSource
+    from engine.f0 import extract_f0
+
+    sr, hop = cfg.audio.sample_rate, cfg.audio.hop_length
+    with AudioSource(path, sr, cfg.inference.max_input_seconds) as src:
+        frames = min(int(seconds * sr) // hop, src.length // hop)
+        audio = src.read(0, frames * hop).astype(np.float32)
+    f0 = extract_f0(audio, sr, hop, cfg.inference.f0_method, cfg.audio.f0_min, cfg.audio.f0_max)
+    return audio, f0[:frames].astype(np.float32)
+
+
+def run_span(conv: Any, audio: np.ndarray, f0: np.ndarray, voice: Any) -> np.ndarray:
+    """The five components on one chunk, as the pipeline runs them (frame 0, the config's seed/temperature)."""
+    inf = conv.cfg.inference
+    return conv._convert_span(audio, f0, 0.0, voice.embedding, 0, inf.seed, inf.temperature)
+
+
+def time_chunk(conv: Any, audio: np.ndarray, f0: np.ndarray, voice: Any, warmup: int, repeats: int,
+               record_inputs: bool = False) -> dict[str, Any]:
+    """Per-component latency on the fixed chunk, after ``warmup`` untimed runs."""
+    from engine.f0 import extract_f0
+
+    cfg = conv.cfg
+    timed = {c: TimedRunner(getattr(conv.runners, c), record_inputs) for c in COMPONENTS}
+    originals = {c: getattr(conv.runners, c) for c in COMPONENTS}
+    for c, t in timed.items():
+        setattr(conv.runners, c, t)
+    try:
+        for _ in range(warmup):
+            run_span(conv, audio, f0, voice)
+        for t in timed.values():
+            t.times.clear()
+        chunk, f0_times = [], []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            run_span(conv, audio, f0, voice)
+            chunk.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            extract_f0(audio, cfg.audio.sample_rate, cfg.audio.hop_length, cfg.inference.f0_method,
+                       cfg.audio.f0_min, cfg.audio.f0_max)
+            f0_times.append(time.perf_counter() - t0)
+    finally:
+        for c, r in originals.items():
+            setattr(conv.runners, c, r)
+    return {"components": {c: {**summary_ms(t.times), "precision": t.precision, "backend": t.backend}
+                           for c, t in timed.items()},
+            "chunk": summary_ms(chunk), "f0_extraction": summary_ms(f0_times),
+            "inputs": {c: t.inputs for c, t in timed.items()} if record_inputs else None}
+
+
+def known_analysis_converter(conv: Any, analysis: Any) -> Any:
+    """A converter over the same runners whose F0/loudness pass returns ``analysis`` (measured beforehand),
+    so a conversion's time is the model's and the streaming's alone."""
+    from engine.pipeline import Converter
+
+    class _KnownAnalysis(Converter):
+        def analyse(self, src: Any, method: str, progress: Any = None) -> Any:
+            return analysis
+
+    return _KnownAnalysis(conv.cfg, conv.runners)
+
+
+def end_to_end(conv: Any, voice: Any, path: str, output: Path, repeats: int) -> dict[str, Any]:
+    """Whole-file conversion: with F0 extraction (what a user waits for) and without it (model + I/O)."""
+    from engine.audio import AudioSource
+    from engine.pipeline import ConvertOptions
+
+    cfg = conv.cfg
+    method = cfg.inference.f0_method
+    with_f0, without_f0, analysis_s = [], [], []
+    duration = 0.0
+    for i in range(repeats):
+        res = conv.convert_file(path, output.with_name(f"{output.stem}.run{i}{output.suffix}") if i else output,
+                                voice, ConvertOptions())
+        with_f0.append(res.seconds)
+        duration = res.input_seconds
+    for i in range(1, repeats):
+        output.with_name(f"{output.stem}.run{i}{output.suffix}").unlink(missing_ok=True)
+    with AudioSource(path, cfg.audio.sample_rate, cfg.inference.max_input_seconds) as src:
+        t0 = time.perf_counter()
+        analysis = conv.analyse(src, method)
+        analysis_s.append(time.perf_counter() - t0)
+    fast = known_analysis_converter(conv, analysis)
+    scratch = output.with_name(f"{output.stem}.no_f0{output.suffix}")
+    for _ in range(repeats):
+        without_f0.append(fast.convert_file(path, scratch, voice, ConvertOptions()).seconds)
+    scratch.unlink(missing_ok=True)
+    return {"input_seconds": round(duration, 3), "seconds": [round(s, 4) for s in with_f0],
+            "seconds_no_f0": [round(s, 4) for s in without_f0], "analysis_seconds": round(analysis_s[0], 4),
+            "rtf": round(statistics.median(with_f0) / duration, 5),
+            "rtf_no_f0": round(statistics.median(without_f0) / duration, 5)}
+
+
+def cuda_peak_mb(device: str) -> float | None:
+    if not device.startswith("cuda"):
+        return None
+    import torch
+
+    return round(torch.cuda.max_memory_allocated() / 2**20, 1) if torch.cuda.is_available() else None
+
+
+def measure_backend(spec: dict[str, Any]) -> dict[str, Any]:
+    base_mb = rss_mb()
+    t0 = time.perf_counter()
+    cfg, runners, voice = load_setup(spec)
+    load_s = time.perf_counter() - t0
+    loaded_mb = rss_mb()
+    from engine.pipeline import Converter
+
+    conv = Converter(cfg, runners)
+    audio, f0 = fixed_chunk(cfg, spec["input"], spec["chunk_seconds"])
+    chunk = time_chunk(conv, audio, f0, voice, spec["warmup"], spec["repeats"])
+    e2e = end_to_end(conv, voice, spec["input"], Path(spec["output"]), spec["e2e_repeats"])
+    return {"backend": spec["backend"], "precision": spec["precision"], "device": spec["device"],
+            "component_precisions": runners.describe(), "trained": runners.trained,
+            "threads": cfg.runtime.threads, "chunk_seconds": round(audio.shape[0] / cfg.audio.sample_rate, 3),
+            "components": chunk["components"], "chunk": chunk["chunk"], "f0_extraction": chunk["f0_extraction"],
+            "rtf": e2e["rtf"], "rtf_no_f0": e2e["rtf_no_f0"], "end_to_end": e2e,
+            "load_seconds": round(load_s, 3), "rss_start_mb": round(base_mb, 1), "rss_loaded_mb": round(loaded_mb, 1),
+            "peak_mb": round(peak_rss_mb(), 1), "gpu_peak_mb": cuda_peak_mb(spec["device"]),
+            "output": spec["output"]}
+
+
+def measure_scale(spec: dict[str, Any]) -> dict[str, Any]:
+    from engine.pipeline import Converter, ConvertOptions
+
+    cfg, runners, voice = load_setup(spec)
+    conv = Converter(cfg, runners)
+    audio, f0 = fixed_chunk(cfg, spec["input"], spec["chunk_seconds"])
+    run_span(conv, audio, f0, voice)  # warm-up: first-call allocations are not part of the length's cost
+    loaded_mb = rss_mb()
+    res = conv.convert_file(spec["input"], spec["output"], voice, ConvertOptions())
+    Path(spec["output"]).unlink(missing_ok=True)
+    return {"backend": spec["backend"], "precision": spec["precision"], "device": spec["device"],
+            "input_seconds": round(res.input_seconds, 3), "wall_seconds": round(res.seconds, 3),
+            "rtf": round(res.rtf, 5), "chunks": res.chunks, "rss_loaded_mb": round(loaded_mb, 1),
+            "peak_mb": round(peak_rss_mb(), 1)}
+
+
+def measure_hardware(spec: dict[str, Any]) -> dict[str, Any]:
+    """Matmul peak, then FLOPs per component on the fixed chunk (PyTorch's FlopCounterMode on the
+    torch components: it counts matmuls and convolutions, which is where the arithmetic is)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from benchmarks.machine import matmul_peak
+    from engine.pipeline import Converter
+
+    peak = matmul_peak(spec["threads"], size=spec.get("matmul_size", 2048),
+                       seconds=spec.get("matmul_seconds", 2.0), trials=spec.get("matmul_trials", 3))
+    cfg, runners, voice = load_setup(spec)
+    conv = Converter(cfg, runners)
+    audio, f0 = fixed_chunk(cfg, spec["input"], spec["chunk_seconds"])
+    inputs = time_chunk(conv, audio, f0, voice, 0, 1, record_inputs=True)["inputs"]
+    seconds = audio.shape[0] / cfg.audio.sample_rate
+    flops = {}
+    for c in COMPONENTS:
+        with FlopCounterMode(display=False) as counter:
+            getattr(runners, c)(**inputs[c])
+        total = int(counter.get_total_flops())
+        flops[c] = {"flops_chunk": total, "gflops_per_audio_second": round(total / seconds / 1e9, 4)}
+    return {"matmul_peak": peak, "flops": {"chunk_seconds": round(seconds, 3), "components": flops,
+                                           "counter": "torch.utils.flop_counter.FlopCounterMode (matmul/conv; "
+                                                      "a multiply-add counts 2)"}}
+
+
+MODES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "backend": measure_backend, "scale": measure_scale, "hardware": measure_hardware}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        print("usage: python -m benchmarks.child SPEC.json OUT.json", file=sys.stderr)
+        return 2
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from engine.errors import AutoVoiceError
+
+    spec = json.loads(Path(args[0]).read_text())
+    try:
+        result = MODES[spec["mode"]](spec)
+    except AutoVoiceError as exc:  # the user's to fix (a stale checkpoint, a missing artifact): one line
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    out = Path(args[1])
+    tmp = out.with_name(out.name + ".partial")
+    tmp.write_text(json.dumps(result, indent=1))
+    tmp.replace(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
