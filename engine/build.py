@@ -95,7 +95,7 @@ def int8_candidates(cfg: Config, ckpt: LoadedCheckpoint, sources: dict[str, tupl
         infos[c] = quantize_component(sources[c][0], qdq[c], specs[c], data)
         kept = infos[c]["fp32_nodes"]
         say(f"{c}: quantized (QDQ int8, symmetric, per-channel) on {infos[c]['examples']} example(s)"
-            + (f"; kept FP32 on the F0 path: {', '.join(kept)}" if kept else ""))  # type: ignore[arg-type]
+            + (f"; kept FP32 (F0 path, log front end): {', '.join(kept)}" if kept else ""))  # type: ignore[arg-type]
         reference[c] = OrtRunner(sources[c][0], c, "fp32", threads)
         candidates[c] = OrtRunner(qdq[c], c, "int8", threads)
         if progress:

@@ -2,7 +2,8 @@
 
 The QDQ model is what ONNX Runtime runs on CPU and the explicit-quantization form TensorRT 10 and 11
 build. Only the compute ops (Conv, MatMul, Gemm) are quantized; the F0 paths (the pitch encoder's F0
-input, the vocoder's F0 and phase) stay FP32 up to and including the first conv that reads them.
+input, the vocoder's F0 and phase) stay FP32 up to and including the first conv that reads them, and so
+does whatever feeds a Log (the content encoder's STFT and mel front end on the raw audio).
 Activations are calibrated (MinMax) on the real inputs in the calibration set, never on random data.
 ORT's dynamic INT8 (ConvInteger) runs several times slower than FP32 here, so it is not offered.
 
@@ -23,7 +24,7 @@ import onnx
 
 from engine.calibration import examples
 from engine.errors import ArtifactError
-from engine.export.graph import QUANTIZED_OPS, ensure_node_names, f0_path_nodes
+from engine.export.graph import QUANTIZED_OPS, ensure_node_names, fp32_nodes
 from engine.export.specs import ComponentSpec
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ def quantize_component(src: str | Path, dst: str | Path, spec: ComponentSpec, da
     model = ensure_node_names(onnx.load(str(src)))
     named = dst.with_name(f".{dst.stem}.named.onnx")
     onnx.save(model, str(named))
-    excluded = f0_path_nodes(model, spec.component)
+    excluded = fp32_nodes(model, spec.component)
     reader = NpzDataReader(data, spec)
     quiet = _DropAdvice()
     logging.getLogger().addFilter(quiet)

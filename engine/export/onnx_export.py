@@ -77,13 +77,15 @@ def inference_copy(model: SVCModel) -> SVCModel:
 
 @contextlib.contextmanager
 def _quiet_exporter() -> Iterator[None]:
-    """Keep the exporter's per-initializer INFO lines and axis-naming warnings out of the user's log."""
+    """Keep the exporter's per-initializer INFO lines, its note that torchvision ops are not registered, and
+    its axis-naming and deprecation warnings out of the user's log (export errors still raise)."""
     loggers = [logging.getLogger(n) for n in ("onnx_ir", "onnxscript", "torch.onnx", "torch.export")]
     levels = [lg.level for lg in loggers]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*axis name.*will not be used.*")
+        warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=FutureWarning)
         for lg in loggers:
-            lg.setLevel(logging.WARNING)
+            lg.setLevel(logging.ERROR)
         try:
             yield
         finally:
