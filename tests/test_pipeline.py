@@ -64,7 +64,7 @@ def test_same_seed_same_output_other_seed_differs(make_converter: MakeConverter,
     assert outs["a"] != outs["c"]
     a, _ = read(tmp_path / "a.wav")
     c, _ = read(tmp_path / "c.wav")
-    assert snr_db(a, c) < 20.0  # a different sample, not a rounding difference
+    assert snr_db(a, c) < 40.0  # a different sample, not a rounding difference (PCM16 rounding is > 80 dB)
 
 
 def test_seed_from_config_is_used(make_converter: MakeConverter, sung_clip: SungClip,
