@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import CliRun, SungClip
+from audio_support import CliRun, SungClip
 
 pytest_plugins = ["engines_fixtures"]
 pytestmark = pytest.mark.timeout(1800)  # the session export and INT8 build can land in this module

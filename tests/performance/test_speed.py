@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import CliRun, SungClip
+from audio_support import CliRun, SungClip
 
 pytest_plugins = ["engines_fixtures"]
 pytestmark = [pytest.mark.performance, pytest.mark.timeout(3600)]
@@ -123,7 +123,7 @@ def _median_seconds(fn: Any, inputs: dict[str, np.ndarray], n: int) -> float:
 @pytest.fixture(scope="module")
 def flow_inputs(ckpt) -> dict[str, np.ndarray]:
     """The flow decoder's inputs for one chunk, from the PyTorch front of the pipeline on a sung clip."""
-    from conftest import sung_audio
+    from audio_support import sung_audio
 
     from engine.backends.torch_backend import TorchRunner
     from engine.f0 import extract_f0
