@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := redis-server chromium ffmpeg sox espeak-ng
 PORT ?= 7860
 
-.PHONY: install studio test lint typecheck dataset train clean
+.PHONY: install studio test test-browser lint typecheck dataset train clean
 
 install: $(STAMP)
 
@@ -31,7 +31,12 @@ lint: install
 	$(BIN)/mypy
 
 test: install lint
-	$(BIN)/python -m pytest -m "not performance" --durations=15 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not performance and not browser" --durations=15 $(PYTEST_ARGS)
+
+# The Playwright tier drives Chromium against `autovoice up`; it runs in its own process because
+# Playwright's sync API leaves an event loop on the main thread that the studio handler tests cannot share.
+test-browser: install
+	$(BIN)/python -m pytest -m browser tests/browser --durations=10 $(PYTEST_ARGS)
 
 dataset: install
 	$(BIN)/autovoice make-dataset --out data/corpus
