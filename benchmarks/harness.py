@@ -8,6 +8,7 @@ in a fresh process (:mod:`benchmarks.child`); compare every output with the PyTo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -49,7 +50,7 @@ class BenchSettings:
     scaling_seconds: list[float] = field(default_factory=lambda: [10.0, 60.0, 600.0])
     scaling_targets: list[str] = field(default_factory=lambda: ["onnxruntime/fp32"])
     pool_workers: list[int] = field(default_factory=lambda: [1, 2])
-    pool_jobs: int = 4
+    pool_jobs: int = 8
     pool_target: str = "onnxruntime/fp32"
     hardware: bool = True
     matmul_seconds: float = 2.0           # per trial of the matmul peak
@@ -129,7 +130,8 @@ class Bench:
     def __init__(self, settings: BenchSettings, say: LogFn | None = None) -> None:
         from engine.config import load_config
 
-        self.s = settings
+        # The measurements run in a scratch folder: every path they are given must be absolute.
+        self.s = dataclasses.replace(settings, input=Path(settings.input).resolve())
         self.say = say or (lambda line: log.info("%s", line))
         overrides = {}
         if settings.checkpoint is not None:
@@ -185,6 +187,7 @@ class Bench:
             machine["matmul_peak"] = (data["hardware"] or {}).get("matmul_peak")
             for t in runnable:
                 self.say(f"{t.label}: measuring ({s.repeats} chunk runs, {s.e2e_repeats} whole-file runs)")
+                load_before = load_average()[:1]
                 try:
                     r = run_child(self.spec("backend", t, work, output=str(work / f"out_{len(data['results'])}.wav")),
                                   child_env(self.env, t), work, s.child_timeout)
@@ -193,6 +196,8 @@ class Bench:
                     self.say(f"{t.label}: FAILED: {exc}")
                     continue
                 r["label"] = t.label
+                # 1-minute load around the measurement; the measurement itself adds about its thread count.
+                r["load_average"] = load_before + load_average()[:1]
                 data["results"].append(r)
                 self.say(f"{t.label}: RTF {r['rtf']:.3f} ({r['rtf_no_f0']:.3f} without F0), chunk "
                          f"{r['chunk']['median_ms']:.0f} ms, peak {r['peak_mb']:.0f} MB")

@@ -71,7 +71,9 @@ def flops_table(data: dict[str, Any]) -> list[str]:
         rows.append([c, _f(flops[c]["gflops_per_audio_second"], ".2f"), *cells])
     total = sum(f["gflops_per_audio_second"] for f in flops.values())
     rows.append(["**total**", _f(total, ".2f"), *["" for _ in labels]])
-    note = (f"Matmul peak: {_f(peak, '.1f')} GFLOP/s (float32, {data['machine']['threads']} thread(s)). FLOPs "
+    lib = (data["machine"].get("matmul_peak") or {}).get("library", "")
+    note = (f"Matmul peak: {_f(peak, '.1f')} GFLOP/s (float32 2048x2048, {data['machine']['threads']} thread(s), "
+            f"the faster of PyTorch's and ONNX Runtime's GEMM: {lib}). FLOPs "
             f"counted by {hw['flops']['counter']} on the {hw['flops']['chunk_seconds']} s chunk.")
     return [*_table(header, rows), "", note]
 
@@ -119,7 +121,10 @@ def markdown(data: dict[str, Any]) -> str:
              f"{data['settings']['warmup']} warm-up; component figures are median ±IQR ms per chunk; RTF is the "
              f"median of {data['settings']['e2e_repeats']} whole-file conversions. Checkpoint "
              f"{'trained' if data['checkpoint']['trained'] else 'UNTRAINED (speed does not depend on training)'}.",
-             "", *results_table(data), ""]
+             "", *results_table(data), "",
+             "Load average (1 min) before/after each measurement, which adds about its own thread count: "
+             + ", ".join(f"{r['label']} {'/'.join(f'{x:.1f}' for x in r.get('load_average') or [])}"
+                         for r in data["results"]) + ".", ""]
     for s in data.get("skipped") or []:
         lines.append(f"- skipped {s['label']}: {s['reason']}")
     if data.get("skipped"):

@@ -100,7 +100,8 @@ def test_quality_deltas_are_zero_for_the_reference_and_small_for_onnx_fp32(
 def test_flops_and_achieved_rates_are_consistent(tiny_run: tuple[dict[str, Any], Path, Any]) -> None:
     data, _, _ = tiny_run
     peak = data["machine"]["matmul_peak"]
-    assert peak["gflops"] > 0 and peak["threads"] == 1 and len(peak["trials_gflops"]) == 3
+    assert peak["threads"] == 1 and len(peak["trials_gflops"]["torch"]) == 3
+    assert peak["gflops"] == max(max(v) for v in peak["trials_gflops"].values()) > 0
     flops = data["hardware"]["flops"]["components"]
     assert all(f["flops_chunk"] > 0 for f in flops.values())
     seconds = data["hardware"]["flops"]["chunk_seconds"]

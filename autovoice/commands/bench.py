@@ -54,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scaling-backends", nargs="+", default=["onnxruntime/fp32"], metavar="TARGET")
     p.add_argument("--pool-workers", type=_ints, default=[1, 2], metavar="N,N,...",
                    help="worker counts for the queue throughput (default 1,2; empty string: none)")
-    p.add_argument("--pool-jobs", type=int, default=4, help="jobs per worker count")
+    p.add_argument("--pool-jobs", type=int, default=8, help="jobs per worker count")
     p.add_argument("--pool-backend", default="onnxruntime/fp32", metavar="TARGET")
     p.add_argument("--no-hardware", action="store_true", help="skip the matmul peak and FLOP counting")
     p.add_argument("--matmul-seconds", type=float, default=2.0, help="length of each of the matmul peak's 3 trials")
