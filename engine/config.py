@@ -65,6 +65,10 @@ class ModelConfig:
     vocoder_noise_bands: int = 16
     posterior_hidden: int = 96
     posterior_layers: int = 4
+    # What the flow was trained on: the content features it is conditioned on, and the mel definition the
+    # mel projection produces. Recorded in every checkpoint; pretrained components are checked against them.
+    content_features: str = "autovoice-ppg"
+    mel_features: str = "autovoice"
 
     @property
     def conditioning_dim(self) -> int:
@@ -95,6 +99,19 @@ class PathsConfig:
     checkpoint: str = "models/demo/autovoice.pt"
     builtin_voices: str = "models/demo/voices"
     tensorrt_engines: str | None = None
+
+
+@dataclass(frozen=True)
+class PretrainedConfig:
+    """Published networks to run in place of the checkpoint's own components (see ``engine.pretrained``).
+
+    ``content``: ``"hubert-soft:PATH"``; ``vocoder``: ``"hifigan:PATH"`` with the generator's
+    ``config.json`` beside it or at ``vocoder_config``. Relative paths are taken from the project root.
+    """
+
+    content: str | None = None
+    vocoder: str | None = None
+    vocoder_config: str | None = None
 
 
 @dataclass(frozen=True)
@@ -141,6 +158,7 @@ class Config:
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    pretrained: PretrainedConfig = field(default_factory=PretrainedConfig)
     tensorrt: TensorRTConfig = field(default_factory=TensorRTConfig)
     quantization: QuantizationConfig = field(default_factory=QuantizationConfig)
     jobs: JobsConfig = field(default_factory=JobsConfig)

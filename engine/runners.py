@@ -53,7 +53,10 @@ def load_runners(cfg: Config, backend: str = "torch", precision: str = "fp32",
     """Load every component for ``backend`` (see :mod:`engine.backends.select` for the others)."""
     device = device or cfg.runtime.device
     configure_threads(cfg)
-    ckpt = load_checkpoint(cfg.checkpoint_path, device=device)
+    from engine.pretrained.attach import attach_pretrained
+
+    ckpt = attach_pretrained(cfg, load_checkpoint(cfg.checkpoint_path, device="cpu"))
+    ckpt.model.to(device)
     if not ckpt.trained:
         log.warning("model checkpoint %s is UNTRAINED: the output will not sound like the target voice",
                     ckpt.path)

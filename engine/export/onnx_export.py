@@ -69,8 +69,14 @@ def strip_weight_norm(model: nn.Module) -> nn.Module:
 
 
 def inference_copy(model: SVCModel) -> SVCModel:
-    """A separate, weight-norm-free copy of ``model`` for export (the caller's model is left as it is)."""
+    """A separate, weight-norm-free copy of ``model`` for export (the caller's model is left as it is).
+
+    A component of another class than the model's own (a pretrained network put in its place, already
+    weight-norm-free and in eval mode) is shared with the copy, not copied."""
     fresh = SVCModel(model.model_config, model.audio_config)  # type: ignore[arg-type]
+    for name, child in model.named_children():
+        if type(child) is not type(getattr(fresh, name)):
+            setattr(fresh, name, child)
     fresh.load_state_dict(model.state_dict())
     return strip_weight_norm(fresh)  # type: ignore[return-value]
 
@@ -231,6 +237,8 @@ def export_voice_conversion_pipeline(cfg: Config, out_dir: str | Path, checkpoin
                                      progress: ProgressFn | None = None) -> dict[str, Path]:
     """Export the whole conversion pipeline (content encoder, pitch encoder, flow decoder, mel projection
     and vocoder) of ``checkpoint`` (default: the configured one) to ``out_dir``."""
-    ckpt = load_checkpoint(checkpoint or cfg.checkpoint_path, device="cpu")
+    from engine.pretrained.attach import attach_pretrained
+
+    ckpt = attach_pretrained(cfg, load_checkpoint(checkpoint or cfg.checkpoint_path, device="cpu"))
     return export_components(ckpt, out_dir, opset, profile=cfg.tensorrt.profile_seconds, log_line=log_line,
                              progress=progress)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from engine.checkpoint import save_checkpoint
-from engine.config import Config
+from engine.config import Config, ConfigError, ModelConfig
 from engine.models.svc import SVCModel
 from engine.training.features import MelExtractor, build_cache, load_clips, read_meta
 
@@ -69,6 +69,11 @@ def speaker_table(cfg: Config, plan: TrainPlan) -> tuple[list[str], np.ndarray]:
 
 
 def _initial_model(cfg: Config, plan: TrainPlan) -> SVCModel:
+    builtin = ModelConfig()
+    if (cfg.model.content_features, cfg.model.mel_features) != (builtin.content_features, builtin.mel_features):
+        raise ConfigError(f"this training recipe trains on the built-in content encoder's features and mels "
+                          f"(model.content_features: {builtin.content_features}, model.mel_features: "
+                          f"{builtin.mel_features}), not {cfg.model.content_features} / {cfg.model.mel_features}")
     torch.manual_seed(plan.seed)
     model = SVCModel(cfg.model, cfg.audio)
     init = plan.work / "init.pt"
