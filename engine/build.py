@@ -83,18 +83,21 @@ def derive_manifest(src: Manifest, artifact: Path, *, backend: str, precision: s
 
 
 def int8_candidates(cfg: Config, ckpt: LoadedCheckpoint, sources: dict[str, tuple[Path, Manifest]], data: dict,
-                     work: Path, say: LogFn, progress: ProgressFn | None) -> tuple[dict[str, Path], dict]:
+                     work: Path, say: LogFn, progress: ProgressFn | None, activations: str = "int8"
+                     ) -> tuple[dict[str, Path], dict]:
     """Quantize every component (QDQ) and judge each with ONNX Runtime; return the models to use per
-    component (QDQ where accepted, FP32 where refused) and the verdicts."""
+    component (QDQ where accepted, FP32 where refused) and the verdicts. ``activations``: ``"int8"``
+    (symmetric, what TensorRT builds) or ``"uint8"`` (what ONNX Runtime's CPU kernels fuse)."""
     model, audio = ckpt.model.model_config, ckpt.model.audio_config
     specs = component_specs(model, audio)
     threads = thread_count(cfg)
     reference, candidates, qdq, infos = {}, {}, {}, {}
     for i, c in enumerate(COMPONENT_IO):
         qdq[c] = work / f"{c}.int8.onnx"
-        infos[c] = quantize_component(sources[c][0], qdq[c], specs[c], data)
+        infos[c] = quantize_component(sources[c][0], qdq[c], specs[c], data, activations)
         kept = infos[c]["fp32_nodes"]
-        say(f"{c}: quantized (QDQ int8, symmetric, per-channel) on {infos[c]['examples']} example(s)"
+        kind = "int8 activations, symmetric" if activations == "int8" else "uint8 activations"
+        say(f"{c}: quantized (QDQ, {kind}, per-channel int8 weights) on {infos[c]['examples']} example(s)"
             + (f"; kept FP32 (F0 path, log front end): {', '.join(kept)}" if kept else ""))  # type: ignore[arg-type]
         reference[c] = OrtRunner(sources[c][0], c, "fp32", threads)
         candidates[c] = OrtRunner(qdq[c], c, "int8", threads)
@@ -111,7 +114,7 @@ def _build_onnxruntime(cfg: Config, ckpt: LoadedCheckpoint, sources: dict[str, t
     verdicts: dict[str, dict] = {}
     chosen = {c: sources[c][0] for c in COMPONENT_IO}
     if precision == "int8":
-        chosen, verdicts = int8_candidates(cfg, ckpt, sources, data or {}, work, say, progress)
+        chosen, verdicts = int8_candidates(cfg, ckpt, sources, data or {}, work, say, progress, "uint8")
     results = {}
     for c in COMPONENT_IO:
         target = staging / f"{c}.onnx"
@@ -164,7 +167,9 @@ def build_engines(cfg: Config, backend: str, precision: str, *, calibration: str
         raise ArtifactError(f"unknown INT8 mode {int8_mode!r}; choose one of {', '.join(INT8_MODES)}")
     if precision == "int8" and calibration is None:
         raise ArtifactError("--precision int8 needs --calibration NPZ (make one with `autovoice calibrate`)")
-    ckpt = load_checkpoint(checkpoint or cfg.checkpoint_path, device="cpu")
+    from engine.pretrained.attach import attach_pretrained
+
+    ckpt = attach_pretrained(cfg, load_checkpoint(checkpoint or cfg.checkpoint_path, device="cpu"))
     root = resolve_engine_dir(cfg, engine_dir)
     if backend == "onnxruntime":
         dev = device or cfg.runtime.device

@@ -145,7 +145,9 @@ def make_calibration_set(cfg: Config, source: str | Path, output: str | Path, *,
     rejected: list[dict[str, str]] = []
     with tempfile.TemporaryDirectory(prefix="autovoice-calib-") as tmp:
         files = _audio_files(Path(source), Path(tmp), rejected)  # an unsafe zip fails here, before any work
-        ckpt = load_checkpoint(checkpoint or cfg.checkpoint_path, device="cpu")
+        from engine.pretrained.attach import attach_pretrained
+
+        ckpt = attach_pretrained(cfg, load_checkpoint(checkpoint or cfg.checkpoint_path, device="cpu"))
         speakers = _speakers(cfg, voices)
         model_cfg, audio_cfg = ckpt.model.model_config, ckpt.model.audio_config
         hop, sr = audio_cfg.hop_length, audio_cfg.sample_rate

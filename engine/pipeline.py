@@ -134,7 +134,9 @@ class Converter:
         spk = np.broadcast_to(speaker[None, :, None], (1, speaker.shape[0], n))
         cond = np.concatenate([content, pitch, spk], axis=1).astype(np.float32)
         latent_dim = self.cfg.model.latent_dim
-        noise = positional_noise(seed, "flow", a, a + n, rows=latent_dim)[None]
+        # At temperature 0 the flow's noise is multiplied by 0: zeros give the same output without drawing it.
+        noise = (positional_noise(seed, "flow", a, a + n, rows=latent_dim)[None] if temperature != 0.0
+                 else np.zeros((1, latent_dim, n), np.float32))
         latent = r.flow_decoder(noise=noise, mask=np.ones((1, 1, n), np.float32), conditioning=cond,
                                 temperature=np.array([temperature], np.float32))
         mel = r.mel_projection(latent=latent)

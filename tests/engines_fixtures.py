@@ -122,14 +122,22 @@ def torch_conversion(eng_cfg: Config, ckpt, sung_clip, voice_profile: VoiceProfi
 
 def load_fake_tensorrt(version: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     """Import ``tests/fakes/tensorrt`` as ``tensorrt`` in ``version``'s mode (unloaded again by monkeypatch)."""
-    import importlib
+    import importlib.util
 
     monkeypatch.setenv("FAKE_TENSORRT_VERSION", version)
-    monkeypatch.syspath_prepend(str(FAKES))
     for name in ("tensorrt", "tensorrt._build"):
         monkeypatch.setitem(sys.modules, name, None)  # remembers what was there, to put back after the test
         del sys.modules[name]
-    return importlib.import_module("tensorrt")
+    # Loaded from its folder without touching sys.path: restoring sys.path after the test would also drop
+    # entries that imports made during the test added (onnxruntime.transformers appends its own folder).
+    package = FAKES / "tensorrt"
+    spec = importlib.util.spec_from_file_location("tensorrt", package / "__init__.py",
+                                                  submodule_search_locations=[str(package)])
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["tensorrt"] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture

@@ -27,6 +27,13 @@ from engine.runners import Runners
 pytest_plugins = ["engines_fixtures"]
 
 
+def activation_zero_point_types(graph: onnx.GraphProto) -> set[str]:
+    """Element types of the QuantizeLinear zero points (the quantized activations) in ``graph``."""
+    init = {t.name: t for t in graph.initializer}
+    return {onnx.TensorProto.DataType.Name(init[n.input[2]].data_type) for n in graph.node
+            if n.op_type == "QuantizeLinear" and len(n.input) > 2 and n.input[2] in init}
+
+
 def test_int8_build_quantizes_with_the_f0_paths_kept_fp32(ort_int8, calibration, exported: Path) -> None:
     engine_dir, summary, lines = ort_int8
     folder = engine_dir / "onnxruntime" / "int8"
@@ -41,7 +48,10 @@ def test_int8_build_quantizes_with_the_f0_paths_kept_fp32(ort_int8, calibration,
         assert summary["components"][c]["precision"] == m.precision
         if m.precision == "int8":
             assert q["accepted"] and q["snr_db"] > 20.0
-            assert any(n.op_type == "QuantizeLinear" for n in onnx.load(str(folder / f"{c}.onnx")).graph.node)
+            graph = onnx.load(str(folder / f"{c}.onnx")).graph
+            assert any(n.op_type == "QuantizeLinear" for n in graph.node)
+            # ONNX Runtime's CPU build quantizes activations to uint8 (the QLinearConv fast path on x86).
+            assert activation_zero_point_types(graph) == {"UINT8"}, c
     for c in ("pitch_encoder", "vocoder"):  # the first conv reading F0 is not quantized
         conv = read_manifest(folder, c).quality["int8"]["fp32_nodes"]
         assert conv, c
@@ -91,10 +101,10 @@ def test_quality_gate_refuses_int8_past_the_limits_and_keeps_fp32(make_cfg, eng_
     built = ort_int8[0] / "onnxruntime" / "int8"
     real = build_module.quantize_component
 
-    def reuse(src, dst, spec, data):  # quantization does not depend on the limits: reuse the session's models
+    def reuse(src, dst, spec, data, activations):  # quantizing does not depend on the limits: reuse the session's
         c = spec.component
         if read_manifest(built, c).precision != "int8":
-            return real(src, dst, spec, data)
+            return real(src, dst, spec, data, activations)
         shutil.copyfile(built / f"{c}.onnx", dst)
         return {"examples": data["pitch_encoder/f0"].shape[0], "fp32_nodes": []}
 

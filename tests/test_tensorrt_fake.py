@@ -200,6 +200,17 @@ def test_int8_from_the_judged_qdq_models(trt, eng_cfg, exported, calibration, tm
     assert any("judging the INT8 engines TensorRT built" in line for line in lines)
 
 
+def test_parser_refuses_asymmetric_uint8_qdq(trt, ort_int8) -> None:
+    """TensorRT quantizes symmetrically: the uint8 QDQ models built for ONNX Runtime's CPU kernels do not
+    parse (the TensorRT build quantizes its own symmetric int8 models)."""
+    path = ort_int8[0] / "onnxruntime" / "int8" / "mel_projection.onnx"
+    logger = trt.Logger(trt.Logger.WARNING)
+    network = trt.Builder(logger).create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    parser = trt.OnnxParser(network, logger)
+    assert not parser.parse_from_file(str(path))
+    assert "zero point" in parser.get_error(0).desc()
+
+
 def test_int8_calibrator_on_10_pulls_batches_and_caches(monkeypatch, eng_cfg, ckpt, exported, calibration,
                                                         tmp_path: Path) -> None:
     trt = load_fake_tensorrt("10.13.0", monkeypatch)

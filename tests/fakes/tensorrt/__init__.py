@@ -22,6 +22,7 @@ import os
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 
 __version__ = os.environ.get("FAKE_TENSORRT_VERSION", "10.13.0")
 _MAJOR = int(__version__.split(".")[0])
@@ -194,6 +195,10 @@ class OnnxParser(_Strict):
             if node.op_type == "Cast" and to_double:
                 self._errors.append(_ParserError(f"{node.name}: Cast to DOUBLE is not supported"))
                 return False
+            problem = _asymmetric_quantization(proto.graph, node)
+            if problem:
+                self._errors.append(_ParserError(problem))
+                return False
         net = self._network
         net._model = proto
         elem = {onnx.TensorProto.FLOAT: DataType.FLOAT, onnx.TensorProto.FLOAT16: DataType.HALF}
@@ -202,6 +207,25 @@ class OnnxParser(_Strict):
                 shape = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in vi.type.tensor_type.shape.dim)
                 dst.append(ITensor(vi.name, shape, elem[vi.type.tensor_type.elem_type]))
         return True
+
+
+def _asymmetric_quantization(graph, node) -> str | None:
+    """The ONNX parser's Q/DQ rules: a DequantizeLinear reads an activation type (an int32 bias is refused:
+    "only activation types allowed as input to this layer"), and quantization is symmetric int8 (an
+    all-zero int8 zero point)."""
+    if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+        return None
+    init = {t.name: t for t in graph.initializer}
+    x = init.get(node.input[0])
+    if node.op_type == "DequantizeLinear" and x is not None and x.data_type == onnx.TensorProto.INT32:
+        return f"Invalid Node - {node.name}: only activation types allowed as input to this layer."
+    if len(node.input) < 3 or not node.input[2]:
+        return None
+    zp = init.get(node.input[2])
+    if zp is None or zp.data_type != onnx.TensorProto.INT8 or np.any(numpy_helper.to_array(zp) != 0):
+        return (f"{node.name}: TensorRT only supports symmetric quantization. The zero point for the "
+                "QuantizeLinear/DequantizeLinear operator must be all zeros.")
+    return None
 
 
 class IOptimizationProfile(_Strict):
