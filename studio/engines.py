@@ -18,7 +18,7 @@ from workers.status import live_workers
 
 COLUMNS = ["host / GPU", "component", "backend", "precision", "built at", "freshness", "parity error", "workers"]
 RECENT_JOBS = 200
-_QUALITY_HINTS = ("parity", "err", "snr", "diff", "cents", "db")
+_QUALITY_HINTS = ("parity", "snr", "cents", "db", "err", "diff")  # also the order they are shown in
 
 
 def _described(value: Any) -> list[dict[str, Any]]:
@@ -68,11 +68,16 @@ def _numbers(value: Any, path: str = "") -> list[tuple[str, float]]:
 
 
 def parity_text(art: dict[str, Any]) -> str:
-    """The artifact's measured parity or quality figures (``parity.mel=2e-06, snr_db=61.2``), wherever they sit."""
+    """The artifact's measured parity or quality figures (``snr_db=61.2, max_abs_error=0.002``), wherever they
+    sit; the export's per-shape parity checks (``quality.parity``) read as their worst relative error against
+    PyTorch."""
     pairs = [(k.removeprefix("quality."), v) for k, v in _numbers({k: v for k, v in art.items()
                                                                    if k not in ("seconds", "opset")})
              if any(h in k.lower() for h in _QUALITY_HINTS)]
-    return ", ".join(f"{k}={v:.3g}" for k, v in pairs[:3])
+    checks = [v for k, v in pairs if k.startswith("parity.")]
+    rank = {k: min(i for i, h in enumerate(_QUALITY_HINTS) if h in k.lower()) for k, _ in pairs}
+    others = [f"{k}={v:.3g}" for k, v in sorted(pairs, key=lambda p: rank[p[0]]) if not k.startswith("parity.")]
+    return ", ".join(([f"rel. error vs PyTorch {max(checks):.2g}"] if checks else []) + others[:3 - bool(checks)])
 
 
 def built_at(art: dict[str, Any], fallback: float | None) -> str:
@@ -83,41 +88,54 @@ def built_at(art: dict[str, Any], fallback: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(fallback)) if fallback else ""
 
 
-def latest_builds(conn: redis.Redis) -> dict[str, dict[str, Any]]:
-    """The newest finished build job per build queue, with its result."""
-    latest: dict[str, dict[str, Any]] = {}
+def latest_builds(conn: redis.Redis) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """The newest finished build job per build queue, backend and precision, with its result (a later build
+    of the same kind replaced the earlier one's folder; builds of other kinds still sit beside it)."""
+    latest: dict[tuple[str, str, str], dict[str, Any]] = {}
     for info in list_jobs(conn, RECENT_JOBS):  # newest first
         if info.get("kind") != "build_engines" or info.get("status") != "finished":
             continue
-        queue = str(info.get("queue"))
-        if queue not in latest:
-            latest[queue] = info | {"result": jobs.result(conn, str(info["job_id"]))}
+        res = jobs.result(conn, str(info["job_id"]))
+        key = (str(info.get("queue")), str(res.get("backend", "")), str(res.get("precision", "")))
+        if key not in latest:
+            latest[key] = info | {"result": res}
     return latest
 
 
+def freshness(art: dict[str, Any], here: list[dict[str, Any]]) -> str:
+    """Stale when the build's own check failed or the host's live workers serve another checkpoint than the
+    one the artifact was made from (they would refuse to load it); else fresh, and whether it is loaded."""
+    comp, kind = str(art["component"]), f"{art['backend']}/{art.get('precision', '')}"
+    if art.get("fresh") is False:
+        return f"stale: {art.get('stale_reason') or 'failed its check after the build'}"
+    made_from = str(art.get("checkpoint_sha256") or "")
+    serving = sorted({str(w.get("checkpoint_sha256")) for w in here if w.get("checkpoint_sha256")})
+    if made_from and serving and made_from not in serving:
+        return (f"stale: made from checkpoint {made_from[:12]}, the workers here serve "
+                + ", ".join(s[:12] for s in serving) + "; rebuild")
+    in_use = any(kind == (comps or {}).get(comp) for w in here for comps in (w.get("engines") or {}).values())
+    return "fresh, in use" if in_use else "fresh (built)"
+
+
 def rows(conn: redis.Redis) -> list[list[Any]]:
-    """One row per (host/GPU, component) built or loaded."""
+    """One row per (host/GPU, component, backend, precision) built, or loaded when nothing was built."""
     workers = live_workers(conn)
     by_queue: dict[str, list[dict[str, Any]]] = {}
     for w in workers:
         by_queue.setdefault(str(w.get("build_queue") or ""), []).append(w)
     out: list[list[Any]] = []
     builds = latest_builds(conn)
-    for queue, build in sorted(builds.items()):
+    for (queue, _, _), build in sorted(builds.items()):
         res = build.get("result") or {}
         host = f"{res.get('host', queue)} / {res.get('gpu', '?')}"
         here = by_queue.get(queue, [])
         names = ", ".join(str(w.get("name")) for w in here) or "(no live worker)"
         for art in artifacts(res):
-            comp, backend, prec = str(art["component"]), str(art["backend"]), str(art.get("precision", ""))
-            in_use = any(f"{backend}/{prec}" == ((w.get("engines") or {}).get(k) or {}).get(comp)
-                         for w in here for k in (w.get("engines") or {}))
-            fresh = art.get("fresh")
-            freshness = "stale" if fresh is False else ("fresh, in use" if in_use else "fresh (built)")
-            out.append([host, comp, backend, prec, built_at(art, build.get("ended_at")), freshness,
-                        parity_text(art), names])
+            out.append([host, str(art["component"]), str(art["backend"]), str(art.get("precision", "")),
+                        built_at(art, build.get("ended_at")), freshness(art, here), parity_text(art), names])
+    built_queues = {queue for queue, _, _ in builds}
     for queue, here in sorted(by_queue.items()):
-        if queue in builds:
+        if queue in built_queues:
             continue
         for w in here:
             for pipeline, comps in (w.get("engines") or {}).items():

@@ -237,5 +237,34 @@ def build_engines(backend: str, precision: str, calibration: str | None = None) 
             pass
     ctx.say(f"build finished in {time.monotonic() - t0:.1f} s")
     return jsonable({"host": host.host, "gpu": host.gpu, "trt_version": host.trt_version, "backend": backend,
-                     "precision": precision, "calibration": calibration, "result": result})
+                     "precision": precision, "calibration": calibration, "result": result,
+                     "artifacts": built_artifacts(result, host.trt_version)})
+
+
+def built_artifacts(result: dict[str, Any], trt_version: str) -> list[dict[str, Any]]:
+    """What the studio's engines table shows of each artifact a build made, from the manifest written beside
+    it: when it was made, its measured parity and quality figures, the checkpoint it was made from, and
+    whether it passes the same freshness check the runners apply before loading it (or why not)."""
+    from engine.errors import ArtifactError
+    from engine.export.manifest import read_manifest, verify_artifact
+
+    folder, sha, backend = Path(result["folder"]), str(result["checkpoint_sha256"]), str(result["backend"])
+    out = []
+    for component, summary in result["components"].items():
+        try:
+            m = read_manifest(folder, component)
+        except ArtifactError as exc:  # the engines are in place already: report the artifact, do not fail the job
+            out.append({"component": component, "backend": backend, "precision": summary.get("precision", ""),
+                        "fresh": False, "stale_reason": str(exc)})
+            continue
+        try:
+            verify_artifact(folder, component, sha, backends=(m.backend,),
+                            tensorrt_version=trt_version if m.backend == "tensorrt" else None)
+            fresh, why = True, ""
+        except ArtifactError as exc:
+            fresh, why = False, str(exc)
+        out.append({"component": component, "backend": m.backend, "precision": m.precision, "created": m.created,
+                    "quality": m.quality, "checkpoint_sha256": m.checkpoint_sha256, "notes": m.notes,
+                    "fresh": fresh, "stale_reason": why})
+    return out
 

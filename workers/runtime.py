@@ -41,6 +41,7 @@ class WorkerRuntime:
         self.default_precision = default_precision
         self._converters: dict[tuple[str, str], Converter] = {}
         self._engines_version: bytes | None = None
+        self._checkpoint_sha: str | None = None
         self._lock = threading.Lock()
         self._stop_at: float | None = None  # monotonic time after which a running job is interrupted
         self.lease_lost: str | None = None  # id of a running job the sweep gave to another worker
@@ -59,6 +60,8 @@ class WorkerRuntime:
                 t0 = time.perf_counter()
                 runners = load_runners(self.cfg, backend, precision, None, self.cfg.runtime.device)
                 conv = self._converters[key] = Converter(self.cfg, runners)
+                if runners.checkpoint is not None:
+                    self._checkpoint_sha = runners.checkpoint.sha256  # the worker's config never changes
                 if say:
                     say(f"loaded {backend}/{precision} pipeline in {time.perf_counter() - t0:.1f} s: "
                         + ", ".join(f"{c}={d}" for c, d in runners.describe().items()))
@@ -67,6 +70,11 @@ class WorkerRuntime:
             elif say:
                 say(f"using the loaded {backend}/{precision} pipeline")
             return conv
+
+    def checkpoint_sha256(self) -> str:
+        """The identity (sha256) of the model this worker serves, as its first loaded pipeline reported it:
+        what an artifact's manifest must name for this worker to load it. ``""`` until a pipeline is loaded."""
+        return self._checkpoint_sha or ""
 
     def loaded(self) -> dict[str, dict[str, str]]:
         """``{"backend/precision": {component: "backend/precision"}}`` of the pipelines in memory.

@@ -143,6 +143,7 @@ class AutoVoiceWorker(SimpleWorker):
             "name": self.name, **rt.host.as_dict(), "pid": os.getpid(),
             "threads": int(rt.cfg.runtime.threads or 0), "backend": rt.default_backend,
             "precision": rt.default_precision, "engines": json.dumps(rt.loaded()),
+            "checkpoint_sha256": rt.checkpoint_sha256(),
             "queues": json.dumps(self.queue_names()), "state": "busy" if job else "idle",
             "current_job": job.id if job else "", "started": repr(self._started), "last_seen": repr(time.time()),
             "jobs_done": self._done, "jobs_failed": self._failed,

@@ -10,6 +10,7 @@ last test waits for the build's end.
 from __future__ import annotations
 
 import io
+import json
 import re
 import zipfile
 from collections.abc import Iterator
@@ -193,8 +194,18 @@ def test_voices_and_workers_tabs(pages: list[Any], shot_dir: Path) -> None:
     page.screenshot(path=str(shot_dir / "workers.png"), full_page=True)
 
 
+def table_rows(page: Any, selector: str) -> list[list[str]]:
+    """The cells of a Dataframe's body rows, as shown (Gradio 6 draws them as a virtual grid of divs)."""
+    return page.evaluate("""(sel) => Array.from(document.querySelectorAll(sel + ' [role=row].virtual-row'))
+        .map(r => Array.from(r.querySelectorAll('[role=gridcell]')).map(c => c.innerText.trim()))""", selector)
+
+
 def test_rebuild_streams_the_build_log_and_the_table_shows_the_new_engines(rebuild: Any, stack: Any,
-                                                                          shot_dir: Path) -> None:
+                                                                          shot_dir: Path,
+                                                                          cli_env: dict[str, str]) -> None:
+    from engine.config import load_config, resolve_engine_dir
+    from engine.models.inference import COMPONENT_IO
+
     page = rebuild
     page.wait_for_function("""() => { const h = window.__engineLog;
         const last = h.length ? h[h.length - 1].v.trim().split('\\n').pop() : '';
@@ -207,7 +218,12 @@ def test_rebuild_streams_the_build_log_and_the_table_shows_the_new_engines(rebui
     assert history[-1]["t"] - history[1]["t"] > 1000
     page.click("#engines-refresh")
     page.wait_for_function("document.querySelector('#engines-table')?.innerText.includes('onnxruntime')")
-    table = page.locator("#engines-table").inner_text()
-    for component in ("content_encoder", "pitch_encoder", "flow_decoder", "mel_projection", "vocoder"):
-        assert component in table
+    built = {r[1]: r for r in table_rows(page, "#engines-table") if r[2:4] == ["onnxruntime", "fp32"]}
+    assert set(built) == set(COMPONENT_IO), table_rows(page, "#engines-table")
+    folder = resolve_engine_dir(load_config(environ=cli_env)) / "onnxruntime" / "fp32"
+    for component, row in built.items():  # built at, freshness and parity error from the manifests on disk
+        manifest = json.loads((folder / f"{component}.json").read_text())
+        assert row[4] == manifest["created"].replace("T", " ").rstrip("Z") + " UTC", row
+        assert row[5].startswith("fresh"), row
+        assert row[6] == f"rel. error vs PyTorch {max(manifest['quality']['parity'].values()):.2g}", row
     page.screenshot(path=str(shot_dir / "engines.png"), full_page=True)
