@@ -9,7 +9,8 @@ from typing import Any
 
 import gradio as gr
 
-from studio import engines
+from studio import engines, owners
+from studio.auth import username
 from studio.context import Studio
 from studio.errors import message
 from studio.watch import watch
@@ -40,17 +41,20 @@ class EnginesHandlers:
         default = engines.build_backend_default(conn)
         return self.table(), gr.update(value=backend or default), self.calibration_choices(calibration)
 
-    async def rebuild(self, backend: str, precision: str, calibration: str | None) -> Any:
-        """Enqueue the group, stream its members' logs, and finish with the group's combined status."""
+    async def rebuild(self, backend: str, precision: str, calibration: str | None, request: gr.Request) -> Any:
+        """Enqueue the group (each member owned by the logged-in person), stream its members' logs, and finish
+        with the group's combined status."""
         calib = None if not calibration or calibration == NO_CALIBRATION else calibration
         if precision == "int8" and calib is None:
             yield "failed: int8 needs a calibration set: create one in the Calibration tab and pick it here"
             return
         conn = self.studio.conn()
+        user, lim = username(request), self.studio.limits
         t0 = time.monotonic()
         try:
-            group_id = await asyncio.to_thread(enqueue_rebuild, conn, backend, precision, calib, None,
-                                               self.studio.limits)
+            group_id = await asyncio.to_thread(
+                enqueue_rebuild, conn, backend, precision, calib, None, lim, by=user,
+                before_enqueue=lambda job_id: owners.set_job_owner(conn, job_id, user, lim.retention_seconds))
             status = await asyncio.to_thread(group_status, conn, group_id)
         except WorkerError as exc:
             yield f"failed: {message(exc)}"

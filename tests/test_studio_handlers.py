@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from test_studio_support import (  # noqa: F401  (fixtures)
     RedisServer,
+    free_port,
     make_studio,
     redis_server,
     start_fake_worker,
@@ -29,7 +30,7 @@ from test_studio_support import (  # noqa: F401  (fixtures)
     wav_bytes,
 )
 
-from studio import history
+from studio import history, owners
 from studio.convert_view import OUTPUTS
 from studio.handlers_calibration import CalibrationHandlers
 from studio.handlers_convert import ConvertHandlers
@@ -37,7 +38,7 @@ from studio.handlers_engines import EnginesHandlers
 from studio.handlers_voices import VoicesHandlers
 from studio.handlers_workers import WorkersHandlers
 from workers import calibrations, keys, voices
-from workers.enqueue import job_info
+from workers.enqueue import job_info, list_jobs
 
 WORKER = "fake-worker-1"
 NOBODY = SimpleNamespace(username=None)
@@ -194,7 +195,7 @@ def test_cancel_a_queued_job(make_studio: Any, redis_server: RedisServer, clip: 
 
 def test_rebuild_streams_the_build_log_and_ends_finished(worker_url: str, make_studio: Any) -> None:
     h = EnginesHandlers(make_studio(worker_url))
-    updates = [u for _, u in collect(h.rebuild("onnxruntime", "fp32", "none"))]
+    updates = [u for _, u in collect(h.rebuild("onnxruntime", "fp32", "none", NOBODY))]
     assert len(updates) >= 3, updates  # grew line by line
     assert any("content_encoder: built" in u and "vocoder: built" not in u for u in updates[:-1])
     assert updates[-1].splitlines()[-1].startswith("finished")
@@ -205,13 +206,13 @@ def test_rebuild_streams_the_build_log_and_ends_finished(worker_url: str, make_s
 
 
 def test_rebuild_failure_names_member_and_reason(worker_url: str, make_studio: Any) -> None:
-    last = collect(EnginesHandlers(make_studio(worker_url)).rebuild("onnxruntime", "fp16", "none"))[-1][1]
+    last = collect(EnginesHandlers(make_studio(worker_url)).rebuild("onnxruntime", "fp16", "none", NOBODY))[-1][1]
     final = last.splitlines()[-1]
     assert final.startswith("failed:") and "build:" in final and "fp16 engines need a GPU" in final
 
 
 def test_int8_rebuild_needs_a_calibration_set(worker_url: str, make_studio: Any) -> None:
-    last = collect(EnginesHandlers(make_studio(worker_url)).rebuild("onnxruntime", "int8", "none"))[-1][1]
+    last = collect(EnginesHandlers(make_studio(worker_url)).rebuild("onnxruntime", "int8", "none", NOBODY))[-1][1]
     assert last.startswith("failed:") and "calibration set" in last
 
 
@@ -287,3 +288,42 @@ def test_instrumental_is_mixed_under_the_converted_vocal(worker_url: str, make_s
     mixed = audio.probe(out(final, "output"))
     assert Path(out(final, "output")).name == "take one.mix.mp3"
     assert mixed.channels == 2 and 2.0 <= mixed.seconds < 2.15  # the longer track, plus MP3's frame padding
+
+
+def test_with_login_jobs_and_voices_record_who_made_them(worker_url: str, make_studio: Any, clip: Path) -> None:
+    """Through the served app: each person logs in (AUTOVOICE_AUTH) and what they start is recorded as theirs."""
+    from gradio_client import Client, handle_file
+
+    from studio.app import launch
+    from studio.auth import auth_from_env
+
+    studio = make_studio(worker_url)
+    studio.auth = auth_from_env({"AUTOVOICE_AUTH": "ann:pw1,bob:pw2"})
+    port = free_port()
+    demo = launch(studio, port=port, host="127.0.0.1", block=False)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        ann, bob = Client(url, auth=("ann", "pw1"), verbose=False), Client(url, auth=("bob", "pw2"), verbose=False)
+        voice_log = ann.predict("ann-tenor", [handle_file(str(clip))], api_name="/create")[0]
+        build_log = bob.predict("onnxruntime", "fp32", "none", api_name="/rebuild")
+    finally:
+        demo.close()
+    assert voice_log.splitlines()[-1] == "finished: voice ann-tenor is ready"
+    assert build_log.splitlines()[-1].startswith("finished")
+    conn = studio.conn()
+    recent = list_jobs(conn, 200)
+    voice_job = next(j for j in recent if j["kind"] == "create_voice" and "ann-tenor" in j["description"])
+    build_job = next(j for j in recent if j["kind"] == "build_engines" and j["description"].endswith(" by bob"))
+    assert voice_job["description"].endswith(" by ann")
+    assert owners.job_owners(conn, [voice_job["job_id"], build_job["job_id"]]) == {voice_job["job_id"]: "ann",
+                                                                                   build_job["job_id"]: "bob"}
+    assert owners.voice_owners(conn, ["ann-tenor"]) == {"ann-tenor": "ann"}
+    row = next(r for r in VoicesHandlers(studio).table() if r[0] == "ann-tenor")
+    assert row[-1] == "ann"
+    # A conversion records its owner the same way (the handler gets the logged-in name from the request).
+    args = convert_args(str(clip), "testvoice")
+    args[-1] = SimpleNamespace(username="bob")
+    final = collect(ConvertHandlers(studio).convert(*args))[-1][1]
+    assert out(final, "error") == ""
+    converted = next(j for j in list_jobs(conn, 200) if j["kind"] == "convert" and j["description"].endswith(" by bob"))
+    assert owners.job_owner(conn, converted["job_id"]) == "bob"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -121,10 +121,13 @@ def submit_calibration(conn: redis.Redis, name: str, files: Sequence[str | Path]
 
 
 def enqueue_rebuild(conn: redis.Redis, backend: str, precision: str, calibration: str | None = None,
-                    queues: Sequence[str] | None = None, limits: JobLimits | None = None) -> str:
+                    queues: Sequence[str] | None = None, limits: JobLimits | None = None, *, by: str = "",
+                    before_enqueue: Callable[[str], None] | None = None) -> str:
     """An engine rebuild: one build job per host-and-GPU-model queue, as a group; returns the group id.
 
     No member waits on another; :func:`group_status` derives the group's state from its members.
+    ``by`` names who asked (in each member's description); ``before_enqueue`` is called with each member's
+    job id before that job is enqueued (the studio records the job's owner there).
     """
     from workers.status import live_workers
 
@@ -137,9 +140,12 @@ def enqueue_rebuild(conn: redis.Redis, backend: str, precision: str, calibration
     group_id = uuid.uuid4().hex
     members = []
     for q in targets:
-        job_id = enqueue(conn, "build_engines", {"backend": backend, "precision": precision,
-                                                 "calibration": calibration},
-                         queue_name=q, limits=lim, description=f"build {backend}/{precision} on {q}")
+        job_id = uuid.uuid4().hex
+        if before_enqueue is not None:
+            before_enqueue(job_id)
+        enqueue(conn, "build_engines", {"backend": backend, "precision": precision, "calibration": calibration},
+                queue_name=q, limits=lim, job_id=job_id,
+                description=f"build {backend}/{precision} on {q}" + (f" by {by}" if by else ""))
         members.append({"job_id": job_id, "queue": q})
     record = {"group_id": group_id, "kind": "rebuild", "created": time.time(), "members": members,
               "args": {"backend": backend, "precision": precision, "calibration": calibration}}
