@@ -4,7 +4,13 @@ For each length it writes a 44.1 kHz stereo sung melody (legato: no silence, so 
 a forced, crossfaded cut), then measures in a fresh process: RSS after loading the five components,
 then the peak RSS while converting the file (the high-water mark is reset after loading where Linux
 allows it, otherwise ``ru_maxrss``). The growth is peak minus after-load; the ratio is the longest
-input's growth over the shortest's. The README's figures come from::
+input's growth over the shortest's.
+
+The measuring processes run with glibc's mmap threshold fixed at 4 MB (``MALLOC_MMAP_THRESHOLD_``, unless
+the caller sets it): every tensor of 4 MB or more is then mapped on allocation and returned on free, so
+RSS follows the memory in use. With glibc's default adaptive threshold, freed large blocks may stay in
+the heap, and one process's peak RSS lands at random ~70 MB higher or lower than another's running the
+same conversion: noise that says nothing about the length of the input. The README's figures come from::
 
     python -m benchmarks.memory --minutes 1 10 --untrained --jobs 2
 
@@ -33,6 +39,7 @@ CHANNELS = 2
 BLOCK_SECONDS = 10
 SCALE = (0, 2, 4, 5, 7, 9, 11, 12)
 FORMANTS = ((700.0, 110.0, 1.0), (1220.0, 120.0, 0.5), (2600.0, 160.0, 0.25))
+MMAP_THRESHOLD = 4 << 20  # bytes: see the module docstring
 
 
 def write_melody(path: Path, seconds: float, sr: int = SAMPLE_RATE, f0: float = 196.0) -> Path:
@@ -158,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args.minutes) < 2:
         parser.error("give at least two lengths to compare")
     env = {**os.environ, "AUTOVOICE__RUNTIME__THREADS": str(args.threads), "OMP_NUM_THREADS": str(args.threads)}
+    env.setdefault("MALLOC_MMAP_THRESHOLD_", str(MMAP_THRESHOLD))
     with tempfile.TemporaryDirectory(prefix="autovoice-memory-") as tmp:
         workdir = Path(tmp)
         if args.untrained:
