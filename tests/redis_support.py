@@ -43,17 +43,22 @@ class RedisServer:
     folder: Path
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    durable: bool = True  # appendonly with fsync on every write: survives restart(); False keeps nothing
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return self.db_url(0)
+
+    def db_url(self, db: int) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
 
     def start(self) -> None:
+        persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self.durable else ["--appendonly", "no"]
         log = open(self.folder / "redis.log", "ab")  # noqa: SIM115 - the server owns it until it exits
         self.proc = subprocess.Popen(
             [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder),
-             "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no",
-             "--protected-mode", "no"], stdout=log, stderr=subprocess.STDOUT)
+             *persistence, "--save", "", "--daemonize", "no", "--protected-mode", "no"],
+            stdout=log, stderr=subprocess.STDOUT)
         log.close()
         client = redis.Redis(port=self.port)
         deadline = time.monotonic() + 20

@@ -22,7 +22,7 @@ def test_app_login_upload_cap_ids_and_concurrency(make_studio: Any, redis_server
 
     from studio.app import launch
 
-    studio = make_studio(redis_server.url(4), max_blob_mb="5")
+    studio = make_studio(redis_server.db_url(4), max_blob_mb="5")
     studio.auth = [("ann", "pw")]
     port = free_port()
     demo = launch(studio, port=port, host="127.0.0.1", block=False)

@@ -59,7 +59,7 @@ def collect(agen: AsyncIterator[Any]) -> list[tuple[float, Any]]:
 
 @pytest.fixture(scope="module")
 def worker_url(redis_server: RedisServer, studio_env: dict[str, str]) -> Iterator[str]:
-    url = redis_server.url(0)
+    url = redis_server.db_url(0)
     proc = start_fake_worker(url, WORKER, studio_env)
     try:
         wait_for_worker(url, WORKER, proc)
@@ -109,7 +109,7 @@ def test_convert_streams_log_lines_while_the_job_runs(worker_url: str, make_stud
 
 def test_convert_refuses_a_text_file_named_wav_without_enqueueing(make_studio: Any, redis_server: RedisServer,
                                                                   tmp_path: Path) -> None:
-    studio = make_studio(redis_server.url(1))
+    studio = make_studio(redis_server.db_url(1))
     studio.conn().flushdb()
     fake = tmp_path / "notes.wav"
     fake.write_text("these are lyrics, not audio\n")
@@ -120,7 +120,7 @@ def test_convert_refuses_a_text_file_named_wav_without_enqueueing(make_studio: A
 
 
 def test_convert_full_queue_says_busy(make_studio: Any, redis_server: RedisServer, clip: Path) -> None:
-    studio = make_studio(redis_server.url(2), max_queue_length="1")
+    studio = make_studio(redis_server.db_url(2), max_queue_length="1")
     studio.conn().flushdb()
     h = ConvertHandlers(studio)
 
@@ -177,7 +177,7 @@ def test_each_browser_sees_only_its_own_jobs(worker_url: str, make_studio: Any, 
 
 
 def test_cancel_a_queued_job(make_studio: Any, redis_server: RedisServer, clip: Path) -> None:
-    studio = make_studio(redis_server.url(3))
+    studio = make_studio(redis_server.db_url(3))
     studio.conn().flushdb()
     h = ConvertHandlers(studio)
 

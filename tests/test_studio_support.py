@@ -11,69 +11,28 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import wave
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from redis_support import RedisServer, free_port  # noqa: F401 - free_port is re-exported to the studio tests
 
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHUNKS_SLOW = 4
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class RedisServer:
-    proc: subprocess.Popen[bytes]
-    port: int
-
-    def url(self, db: int = 0) -> str:
-        return f"redis://127.0.0.1:{self.port}/{db}"
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-
 def start_redis(folder: Path) -> RedisServer:
     """``redis-server`` on a free loopback port, no persistence, in ``folder``; waits until it answers."""
-    import redis
-
-    port = free_port()
-    proc = subprocess.Popen([REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(folder)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    server = RedisServer(proc, port)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            redis.Redis(port=port, socket_connect_timeout=0.5).ping()
-            return server
-        except redis.exceptions.ConnectionError:
-            if proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {proc.returncode}") from None
-            time.sleep(0.05)
-    server.stop()
-    raise RuntimeError("redis-server did not answer within 15 s")
+    server = RedisServer(folder, durable=False)
+    server.start()
+    return server
 
 
 def wav_bytes(samples: np.ndarray, sr: int) -> bytes:

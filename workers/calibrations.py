@@ -14,7 +14,7 @@ from typing import Any
 
 import redis
 
-from workers import keys
+from workers import keys, records
 from workers.errors import CalibrationNotFound, WorkerError
 
 MAX_SETS = 100
@@ -59,12 +59,7 @@ def meta(conn: redis.Redis, name: str) -> dict[str, Any]:
 
 
 def list_meta(conn: redis.Redis) -> list[dict[str, Any]]:
-    names = sorted(n.decode() for n in conn.smembers(keys.calibration_set()))
-    with conn.pipeline() as pipe:
-        for n in names:
-            pipe.hget(keys.calibration(n), "meta")
-        raws = pipe.execute()
-    return [json.loads(r) for r in raws if r is not None]
+    return records.list_meta(conn, keys.calibration_set(), keys.calibration)
 
 
 def write_audio(conn: redis.Redis, name: str, folder: str | Path) -> list[Path]:

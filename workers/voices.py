@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from workers import keys
+from workers import keys, records
 from workers.errors import VoiceNotFound, WorkerError
 
 if TYPE_CHECKING:
@@ -56,12 +56,7 @@ def save(conn: redis.Redis, meta: dict[str, Any], embedding: bytes, clips: list[
 
 def list_meta(conn: redis.Redis) -> list[dict[str, Any]]:
     """Every voice's description, sorted by name (no embeddings, no audio)."""
-    names = sorted(n.decode() for n in conn.smembers(keys.voice_set()))
-    with conn.pipeline() as pipe:
-        for n in names:
-            pipe.hget(keys.voice(n), "meta")
-        metas = pipe.execute()
-    return [json.loads(m) for m in metas if m is not None]
+    return records.list_meta(conn, keys.voice_set(), keys.voice)
 
 
 def exists(conn: redis.Redis, name: str) -> bool:

@@ -77,7 +77,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, cli_env: dict[str, str]) -> 
         pytest.skip(why)
     root = tmp_path_factory.mktemp("stack")
     server: RedisServer = start_redis(root)
-    redis_url = server.url(0)
+    redis_url = server.db_url(0)
     port = free_port()
     env = {**cli_env, "REDIS_URL": redis_url, "AUTOVOICE_WORKER_HEARTBEAT": "1",
            "AUTOVOICE__INFERENCE__CHUNK_SECONDS": "1.0", "AUTOVOICE__INFERENCE__OVERLAP_SECONDS": "0.25"}
