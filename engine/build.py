@@ -19,7 +19,7 @@ from pathlib import Path
 from engine.backends.base import PRECISIONS
 from engine.backends.onnxruntime_backend import OrtRunner, cuda_available, ort_folder, thread_count
 from engine.calibration import load_calibration
-from engine.checkpoint import LoadedCheckpoint, file_sha256, load_checkpoint
+from engine.checkpoint import LoadedCheckpoint, file_sha256
 from engine.config import Config, resolve_engine_dir
 from engine.errors import ArtifactError
 from engine.export.graph import convert_fp16
@@ -167,9 +167,9 @@ def build_engines(cfg: Config, backend: str, precision: str, *, calibration: str
         raise ArtifactError(f"unknown INT8 mode {int8_mode!r}; choose one of {', '.join(INT8_MODES)}")
     if precision == "int8" and calibration is None:
         raise ArtifactError("--precision int8 needs --calibration NPZ (make one with `autovoice calibrate`)")
-    from engine.pretrained.attach import attach_pretrained
+    from engine.pretrained.attach import load_configured_checkpoint
 
-    ckpt = attach_pretrained(cfg, load_checkpoint(checkpoint or cfg.checkpoint_path, device="cpu"))
+    ckpt = load_configured_checkpoint(cfg, checkpoint)
     root = resolve_engine_dir(cfg, engine_dir)
     if backend == "onnxruntime":
         dev = device or cfg.runtime.device

@@ -21,7 +21,7 @@ import numpy as np
 
 from engine.audio import load_clip, probe
 from engine.backends.torch_backend import TorchRunner
-from engine.checkpoint import file_sha256, load_checkpoint
+from engine.checkpoint import file_sha256
 from engine.config import AudioConfig, Config, ModelConfig
 from engine.errors import AudioInputError, AutoVoiceError
 from engine.export.safe_zip import extract_zip
@@ -145,9 +145,9 @@ def make_calibration_set(cfg: Config, source: str | Path, output: str | Path, *,
     rejected: list[dict[str, str]] = []
     with tempfile.TemporaryDirectory(prefix="autovoice-calib-") as tmp:
         files = _audio_files(Path(source), Path(tmp), rejected)  # an unsafe zip fails here, before any work
-        from engine.pretrained.attach import attach_pretrained
+        from engine.pretrained.attach import load_configured_checkpoint
 
-        ckpt = attach_pretrained(cfg, load_checkpoint(checkpoint or cfg.checkpoint_path, device="cpu"))
+        ckpt = load_configured_checkpoint(cfg, checkpoint)
         speakers = _speakers(cfg, voices)
         model_cfg, audio_cfg = ckpt.model.model_config, ckpt.model.audio_config
         hop, sr = audio_cfg.hop_length, audio_cfg.sample_rate

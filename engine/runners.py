@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.backends.base import ComponentRunner
-from engine.checkpoint import LoadedCheckpoint, load_checkpoint
+from engine.checkpoint import LoadedCheckpoint
 from engine.config import Config
 from engine.models.inference import COMPONENT_IO
 
@@ -53,9 +53,9 @@ def load_runners(cfg: Config, backend: str = "torch", precision: str = "fp32",
     """Load every component for ``backend`` (see :mod:`engine.backends.select` for the others)."""
     device = device or cfg.runtime.device
     configure_threads(cfg)
-    from engine.pretrained.attach import attach_pretrained
+    from engine.pretrained.attach import load_configured_checkpoint
 
-    ckpt = attach_pretrained(cfg, load_checkpoint(cfg.checkpoint_path, device="cpu"))
+    ckpt = load_configured_checkpoint(cfg)
     ckpt.model.to(device)
     if not ckpt.trained:
         log.warning("model checkpoint %s is UNTRAINED: the output will not sound like the target voice",

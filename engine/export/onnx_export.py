@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.checkpoint import LoadedCheckpoint, file_sha256, load_checkpoint
+from engine.checkpoint import LoadedCheckpoint, file_sha256
 from engine.config import AudioConfig, Config, ModelConfig, ProfileSeconds
 from engine.errors import ArtifactError
 from engine.export.manifest import Manifest, now_iso, write_manifest
@@ -237,8 +237,8 @@ def export_voice_conversion_pipeline(cfg: Config, out_dir: str | Path, checkpoin
                                      progress: ProgressFn | None = None) -> dict[str, Path]:
     """Export the whole conversion pipeline (content encoder, pitch encoder, flow decoder, mel projection
     and vocoder) of ``checkpoint`` (default: the configured one) to ``out_dir``."""
-    from engine.pretrained.attach import attach_pretrained
+    from engine.pretrained.attach import load_configured_checkpoint
 
-    ckpt = attach_pretrained(cfg, load_checkpoint(checkpoint or cfg.checkpoint_path, device="cpu"))
+    ckpt = load_configured_checkpoint(cfg, checkpoint)
     return export_components(ckpt, out_dir, opset, profile=cfg.tensorrt.profile_seconds, log_line=log_line,
                              progress=progress)

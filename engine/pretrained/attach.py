@@ -109,3 +109,11 @@ def attach_pretrained(cfg: Config, ckpt: LoadedCheckpoint) -> LoadedCheckpoint:
         log.info("pretrained %s: %s", role, what)
     ckpt.model.eval()
     return dataclasses.replace(ckpt, sha256=identity.hexdigest(), info={**ckpt.info, "pretrained": used})
+
+
+def load_configured_checkpoint(cfg: Config, checkpoint: str | Path | None = None) -> LoadedCheckpoint:
+    """``checkpoint`` (default: the configured one) on the CPU, with the configured pretrained components
+    attached: what export, builds, calibration and the runners all start from."""
+    from engine.checkpoint import load_checkpoint
+
+    return attach_pretrained(cfg, load_checkpoint(checkpoint or cfg.checkpoint_path, device="cpu"))
