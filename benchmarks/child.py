@@ -176,8 +176,8 @@ def end_to_end(conv: Any, voice: Any, path: str, output: Path, repeats: int) -> 
     for _ in range(repeats):
         without_f0.append(fast.convert_file(path, scratch, voice, ConvertOptions()).seconds)
     scratch.unlink(missing_ok=True)
-    return {"input_seconds": round(duration, 3), "seconds": [round(s, 4) for s in with_f0],
-            "seconds_no_f0": [round(s, 4) for s in without_f0], "analysis_seconds": round(analysis_s[0], 4),
+    return {"input_seconds": round(duration, 3), "seconds": [round(s, 6) for s in with_f0],
+            "seconds_no_f0": [round(s, 6) for s in without_f0], "analysis_seconds": round(analysis_s[0], 6),
             "rtf": round(statistics.median(with_f0) / duration, 5),
             "rtf_no_f0": round(statistics.median(without_f0) / duration, 5)}
 

@@ -109,7 +109,7 @@ def test_bad_inputs_fail_that_job_only_and_at_once(conn: redis.Redis, workers: W
 
 
 def test_cancel_running_and_queued_jobs(conn: redis.Redis, workers: WorkerPool, tmp_path: Path) -> None:
-    long_clip = tone_file(tmp_path / "long.wav", 8.0)
+    long_clip = tone_file(tmp_path / "long.wav", 30.0)
     running = [submit(conn, long_clip) for _ in range(2)]
     queued = submit(conn, long_clip)
     wait_until(lambda: all((job_info(conn, j, with_result=False)["progress"] or {}).get("stage") == "converting"
@@ -246,7 +246,7 @@ def test_job_taken_over_by_a_peer_is_dropped_by_its_first_worker(conn: redis.Red
     from workers.connection import SERIALIZER
     from workers.enqueue import get_queue
 
-    job_id = submit(conn, tone_file(tmp_path / "long.wav", 6.0))
+    job_id = submit(conn, tone_file(tmp_path / "long.wav", 40.0))
     wait_until(lambda: (job_info(conn, job_id, with_result=False)["progress"] or {}).get("stage") == "converting",
                120, "the job to be converting")
     first = job_info(conn, job_id)["worker"]

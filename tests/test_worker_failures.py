@@ -41,7 +41,7 @@ def test_sigkill_mid_job_retries_once_then_fails_with_reason(conn: redis.Redis, 
     workers_pool.wait_alive(conn, 2)
     pid_a, pid_b = workers_pool.procs[a].pid, workers_pool.procs[b].pid
     name_b = _name_of(conn, pid_b)
-    clip = tone_file(tmp_path / "take.wav", 3.0)
+    clip = tone_file(tmp_path / "take.wav", 20.0)
     ids = [submit(conn, clip) for _ in range(10)]
 
     victim = wait_until(lambda: _busy_with(conn, pid_b), 300, "worker B converting")
@@ -78,7 +78,7 @@ def test_redis_restart_mid_job(conn: redis.Redis, redis_server: RedisServer, wor
     workers_pool.start(2)
     pids = {p.pid for p in workers_pool.procs}
     workers_pool.wait_alive(conn, 2)
-    job_id = submit(conn, tone_file(tmp_path / "long.wav", 6.0))
+    job_id = submit(conn, tone_file(tmp_path / "long.wav", 40.0))
     waited: dict[str, Any] = {}
     client = connect(redis_server.url)
     waiter = threading.Thread(target=lambda: waited.update(wait(client, job_id, timeout=600)))
@@ -110,8 +110,8 @@ def test_sigterm_finishes_or_requeues_the_running_job(conn: redis.Redis, workers
     # Long grace: the running job finishes, the queued one is left for another worker.
     w1 = workers_pool.start(1, env={"AUTOVOICE_STOP_GRACE": "60"})[0]
     workers_pool.wait_alive(conn, 1)
-    short = submit(conn, tone_file(tmp_path / "short.wav", 3.0))
-    queued = submit(conn, tone_file(tmp_path / "q.wav", 8.0))
+    short = submit(conn, tone_file(tmp_path / "short.wav", 30.0))
+    queued = submit(conn, tone_file(tmp_path / "q.wav", 60.0))
     wait_until(lambda: _busy_with(conn, workers_pool.procs[w1].pid) == short, 300, "worker converting")
     workers_pool.signal(w1, signal.SIGTERM)
     assert workers_pool.procs[w1].wait(timeout=60) == 0

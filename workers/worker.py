@@ -38,6 +38,13 @@ log = logging.getLogger(__name__)
 
 RQ_WORKER_TTL = 60       # RQ's own worker key (and its blocking dequeue of 45 s)
 FINAL_WRITE_WAIT = 300.0  # how long a finished job waits for Redis to come back to record its end
+# Set the current job and state of a worker's heartbeat hash, and renew its TTL, only if the hash exists.
+_UPDATE_IF_PRESENT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HSET', KEYS[1], 'current_job', ARGV[1], 'state', ARGV[2])
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+end
+"""
 
 
 def one_line_error(job: Job, exc: BaseException | None) -> str:
@@ -219,13 +226,12 @@ class AutoVoiceWorker(SimpleWorker):
         self.set_state("idle")
 
     def _show_job(self, job_id: str) -> None:
-        """Update the heartbeat hash's current job now (the sweep trusts it), not at the next beat."""
-        key = keys.worker(self.name)
+        """Update the heartbeat hash's current job now (the sweep trusts it), not at the next beat. Only an
+        existing hash is updated: after a Redis restart lost it, two fields alone would make a worker record
+        without its name, pid or host (the next full beat writes it whole)."""
         try:
-            with self.connection.pipeline() as pipe:
-                pipe.hset(key, mapping={"current_job": job_id, "state": "busy" if job_id else "idle"})
-                pipe.expire(key, self.timing.worker_ttl)
-                pipe.execute()
+            self.connection.eval(_UPDATE_IF_PRESENT, 1, keys.worker(self.name), job_id,
+                                 "busy" if job_id else "idle", self.timing.worker_ttl)
         except CONNECTION_ERRORS:
             pass
 
