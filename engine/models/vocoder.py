@@ -74,16 +74,27 @@ def harmonic_phase(f0: torch.Tensor, phase0: torch.Tensor, hop: int, sample_rate
     return phase.flatten(1)
 
 
-def _ramps(hop: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(1 - j / hop, j / hop)`` for the samples ``j`` of a frame, each ``[hop, 1]``: the weights of a
-    frame's own value and the next frame's value in linear interpolation (:func:`upsample_frames`)."""
-    ramp = (torch.arange(hop, dtype=like.dtype, device=like.device) / hop).unsqueeze(-1)
-    return 1.0 - ramp, ramp
-
-
 def _next_frame(x: torch.Tensor) -> torch.Tensor:
     """``x [b, t, ...]`` shifted one frame earlier: frame ``i`` holds frame ``i + 1``'s values (the last repeats)."""
     return torch.cat([x[:, 1:], x[:, -1:]], dim=1)
+
+
+def angle_multiples(cos1: torch.Tensor, sin1: torch.Tensor, n: int, first: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``cos`` and ``sin`` of ``(first + j) a`` for ``j = 0..n-1``, stacked on dim 2, from ``cos a`` and
+    ``sin a`` (size 1 on dim 2; ``first`` is 0 or 1). By doubling: the multiples held so far times
+    ``e^{i L a}`` are the next ``L``, and ``e^{2 i L a}`` is a square, so ``n`` multiples take ``log2 n``
+    complex products and no trigonometric function."""
+    if first == 0:
+        c, s = torch.cat([torch.ones_like(cos1), cos1], dim=2), torch.cat([torch.zeros_like(sin1), sin1], dim=2)
+        step_c, step_s = cos1 * cos1 - sin1 * sin1, 2.0 * sin1 * cos1
+    elif first == 1:
+        c, s, step_c, step_s = cos1, sin1, cos1, sin1
+    else:
+        raise ValueError(f"the first multiple must be 0 or 1, not {first}")
+    while c.shape[2] < n:
+        c, s = torch.cat([c, c * step_c - s * step_s], dim=2), torch.cat([s, s * step_c + c * step_s], dim=2)
+        step_c, step_s = step_c * step_c - step_s * step_s, 2.0 * step_s * step_c
+    return c[:, :, :n], s[:, :, :n]
 
 
 def harmonic_sum(phase: torch.Tensor, amps: torch.Tensor, hop: int, group: int = HARMONIC_GROUP) -> torch.Tensor:
@@ -93,47 +104,48 @@ def harmonic_sum(phase: torch.Tensor, amps: torch.Tensor, hop: int, group: int =
     The same sum as multiplying ``sin(2 pi k phase)`` by :func:`upsample_frames` of ``amps`` and adding over
     ``k``, with far less work per sample: ``k = group * m + r`` splits every harmonic by the angle sum
     ``sin(a + b) = sin a cos b + cos a sin b`` into ``K / group`` "outer" and ``group`` "inner" multiples of
-    the phase, so a sample needs ``2 (K / group + group)`` sines (32 for 64 harmonics) instead of ``K``; the
-    sums over the inner multiples against each frame's amplitudes (and the next frame's, for the
-    interpolation) are one batched matmul per frame instead of an interpolated ``[K, samples]`` tensor.
+    the phase. A sample takes four sines (of the phase and of ``group`` times it); every multiple follows
+    from those by complex products (:func:`angle_multiples`). The sums over the inner multiples against
+    each frame's amplitudes (and their change to the next frame, for the interpolation) are one batched
+    matmul per frame instead of an interpolated ``[K, samples]`` tensor. Tensors are laid out
+    ``[b, t, channel, hop]``, so every elementwise op runs along a frame's contiguous samples.
     """
     b, k, t = amps.shape
     if k % group:
         raise ValueError(f"{k} harmonics do not split into groups of {group}")
     outer_n = k // group
     dtype, device = phase.dtype, phase.device
-    # One Sin for every angle: [inner sin, inner cos, outer sin, outer cos] (cos as sin shifted a quarter).
-    inner = torch.arange(1, group + 1, dtype=dtype, device=device)
-    outer = group * torch.arange(outer_n, dtype=dtype, device=device)
-    radians = (2 * math.pi) * torch.cat([inner, inner, outer, outer])
-    shift = (math.pi / 2) * torch.cat([torch.zeros(group), torch.ones(group), torch.zeros(outer_n),
-                                       torch.ones(outer_n)]).to(dtype=dtype, device=device)
-    trig = torch.sin(phase.reshape(b, t, hop, 1) * radians + shift)  # [b, t, hop, 2g + 2m]
-    own, nxt = _ramps(hop, phase)
-    inner_trig = trig[..., : 2 * group]
-    weighted = torch.cat([inner_trig * own, inner_trig * nxt], dim=-1)  # [b, t, hop, 4g]
-    # Per frame, [4g, 2m]: P_m = sum_r A[m, r] cos_r and Q_m = sum_r A[m, r] sin_r, from this frame's and
-    # the next frame's amplitudes (harmonic group * m + r + 1 is amps[:, group * m + r]).
-    a = amps.transpose(1, 2).reshape(b, t, outer_n, group).transpose(2, 3)  # [b, t, g, m]
+    # One Sin for the four base angles: [sin, cos] of the phase and of group x the phase (cos: a shifted sin).
+    radians = (2 * math.pi) * torch.tensor([1.0, 1.0, group, group], dtype=dtype, device=device)
+    shift = (math.pi / 2) * torch.tensor([0.0, 1.0, 0.0, 1.0], dtype=dtype, device=device)
+    base = torch.sin(radians[:, None] * phase.reshape(b, t, 1, hop) + shift[:, None])  # [b, t, 4, hop]
+    inner_cos, inner_sin = angle_multiples(base[:, :, 1:2], base[:, :, 0:1], group, first=1)  # r = 1..group
+    outer_cos, outer_sin = angle_multiples(base[:, :, 3:4], base[:, :, 2:3], outer_n, first=0)  # group x m
+    ramp = torch.arange(hop, dtype=dtype, device=device) / hop
+    inner = torch.cat([inner_sin, inner_cos], dim=2)  # [b, t, 2g, hop]
+    weighted = torch.cat([inner, inner * ramp], dim=2)  # [b, t, 4g, hop]
+    # Per frame, [2m, 4g]: P_m = sum_r A[m, r] cos_r and Q_m = sum_r A[m, r] sin_r, where A moves linearly
+    # from this frame's amplitudes to the next's (harmonic group * m + r + 1 is amps[:, group * m + r]).
+    a = amps.transpose(1, 2).reshape(b, t, outer_n, group)  # [b, t, m, g]
     zero = torch.zeros_like(a)
-    a_next = _next_frame(a)
-    block = torch.cat([torch.cat([zero, a], dim=-1), torch.cat([a, zero], dim=-1),
-                       torch.cat([zero, a_next], dim=-1), torch.cat([a_next, zero], dim=-1)], dim=2)
-    pq = torch.matmul(weighted, block)  # [b, t, hop, 2m]: [P, Q] at every sample
-    out = (trig[..., 2 * group:] * pq).sum(dim=-1)  # sin(outer) P + cos(outer) Q
+    step = _next_frame(a) - a
+    block = torch.cat([torch.cat([zero, a, zero, step], dim=-1),   # P: weights of [sin_r, cos_r, ramp x ...]
+                       torch.cat([a, zero, step, zero], dim=-1)], dim=2)  # Q
+    pq = torch.matmul(block, weighted)  # [b, t, 2m, hop]
+    out = (torch.cat([outer_sin, outer_cos], dim=2) * pq).sum(dim=2)  # sin(outer) P + cos(outer) Q
     return out.reshape(b, t * hop)
 
 
 def frame_weighted_sum(signals: torch.Tensor, weights: torch.Tensor, hop: int) -> torch.Tensor:
     """``sum_c signals[c] * upsample_frames(weights)[c]``: ``signals [b, c, t * hop]``, frame-rate
-    ``weights [b, c, t]`` -> ``[b, t * hop]``, as one batched matmul per frame."""
+    ``weights [b, c, t]`` -> ``[b, t * hop]``: a frame's own weights, plus the ramp times their change to the
+    next frame's, each summed over ``c`` without an interpolated ``[b, c, t * hop]`` weight tensor."""
     b, c, t = weights.shape
-    per_frame = signals.reshape(b, c, t, hop).permute(0, 2, 3, 1)  # [b, t, hop, c]
-    w = weights.transpose(1, 2).unsqueeze(-1)  # [b, t, c, 1]
-    w = torch.cat([w, _next_frame(w)], dim=-1)  # [b, t, c, 2]
-    mixed = torch.matmul(per_frame, w)  # [b, t, hop, 2]
-    own, nxt = _ramps(hop, weights)
-    return (mixed[..., 0:1] * own + mixed[..., 1:2] * nxt).reshape(b, t * hop)
+    per_frame = signals.reshape(b, c, t, hop)
+    w = weights.unsqueeze(-1)  # [b, c, t, 1]
+    step = torch.cat([w[:, :, 1:], w[:, :, -1:]], dim=2) - w
+    ramp = torch.arange(hop, dtype=weights.dtype, device=weights.device) / hop
+    return ((per_frame * w).sum(dim=1) + (per_frame * step).sum(dim=1) * ramp).reshape(b, t * hop)
 
 
 def frame_start_phases(f0: np.ndarray, hop: int, sample_rate: int) -> np.ndarray:
