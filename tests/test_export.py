@@ -13,7 +13,7 @@ import torch
 
 from engine.checkpoint import file_sha256
 from engine.errors import ArtifactError
-from engine.export.manifest import read_manifest, verify_artifact, write_manifest
+from engine.export.manifest import GRAPH_REVISION, read_manifest, verify_artifact, write_manifest
 from engine.export.onnx_export import PARITY_RTOL, relative_error, strip_weight_norm
 from engine.export.specs import component_specs, probe_inputs
 from engine.models.inference import COMPONENT_IO, inference_module
@@ -113,6 +113,14 @@ def test_stale_or_mismatched_artifacts_are_refused_with_the_reason(exported: Pat
         verify_artifact(folder, "mel_projection", "0" * 64, backends=("onnx",))
     with pytest.raises(ArtifactError, match="expected tensorrt"):
         verify_artifact(folder, "mel_projection", ckpt.sha256, backends=("tensorrt",))
+    # An export from before the graph code changed (a manifest without the field reads as revision 1).
+    old = json.loads((folder / "mel_projection.json").read_text())
+    assert old.pop("graph_revision") == GRAPH_REVISION
+    (folder / "mel_projection.json").write_text(json.dumps(old))
+    with pytest.raises(ArtifactError, match=f"stale: exported by graph revision 1, this version exports revision "
+                                            f"{GRAPH_REVISION}"):
+        verify_artifact(folder, "mel_projection", ckpt.sha256, backends=("onnx",))
+    write_manifest(folder, manifest)
     with open(folder / "pitch_encoder.onnx", "ab") as fh:
         fh.write(b"\0")
     with pytest.raises(ArtifactError, match="does not match its manifest"):

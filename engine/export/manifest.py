@@ -19,6 +19,10 @@ from engine.checkpoint import file_sha256
 from engine.errors import ArtifactError
 
 MANIFEST_VERSION = 1
+# The exported graphs' own version: bumped when export code changes what a checkpoint exports to (the
+# vocoder's harmonic bank, an op order), so artifacts exported before are rebuilt, not kept because their
+# checkpoint is unchanged. Manifests written before the field existed read as revision 1.
+GRAPH_REVISION = 2
 
 
 @dataclass
@@ -44,6 +48,7 @@ class Manifest:
     quality: dict[str, Any] = field(default_factory=dict)      # parity / SNR figures measured at build
     notes: list[str] = field(default_factory=list)
     format: int = MANIFEST_VERSION
+    graph_revision: int = 1         # GRAPH_REVISION of the export it is (or was built from)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -91,7 +96,8 @@ def verify_artifact(folder: str | Path, component: str, checkpoint_sha256: str, 
 
     Raises:
         ArtifactError: naming why it is stale or mismatched (checkpoint hash differs, file missing or
-            changed, built by another backend, TensorRT version or GPU differ).
+            changed, exported by an older graph revision, built by another backend, TensorRT version or
+            GPU differ).
     """
     folder = Path(folder)
     m = read_manifest(folder, component)
@@ -101,6 +107,9 @@ def verify_artifact(folder: str | Path, component: str, checkpoint_sha256: str, 
     if m.checkpoint_sha256 != checkpoint_sha256:
         raise ArtifactError(f"{where}: stale: made from checkpoint {m.checkpoint_sha256[:12]}, the checkpoint in use "
                             f"is {checkpoint_sha256[:12]}; rebuild it")
+    if m.graph_revision != GRAPH_REVISION:
+        raise ArtifactError(f"{where}: stale: exported by graph revision {m.graph_revision}, this version exports "
+                            f"revision {GRAPH_REVISION}; rebuild it")
     artifact = folder / m.artifact
     if Path(m.artifact).name != m.artifact:
         raise ArtifactError(f"{where}: manifest names a file outside its folder: {m.artifact!r}")

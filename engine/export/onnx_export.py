@@ -24,7 +24,7 @@ from torch import nn
 from engine.checkpoint import LoadedCheckpoint, file_sha256
 from engine.config import AudioConfig, Config, ModelConfig, ProfileSeconds
 from engine.errors import ArtifactError
-from engine.export.manifest import Manifest, now_iso, write_manifest
+from engine.export.manifest import GRAPH_REVISION, Manifest, now_iso, write_manifest
 from engine.export.specs import BATCH, FRAMES, SAMPLES, ComponentSpec, component_specs, probe_inputs
 from engine.export.translations import custom_translations
 from engine.models.inference import COMPONENT_IO, inference_module
@@ -184,7 +184,7 @@ def component_manifest(spec: ComponentSpec, *, backend: str, precision: str, art
         outputs=[{"name": s.name, "dims": list(s.dims)} for s in spec.outputs],
         dynamic_axes={s.name: {str(k): v for k, v in s.dynamic_axes().items()} for s in spec.inputs + spec.outputs},
         profile_seconds={"min": profile.min, "opt": profile.opt, "max": profile.max},
-        created=now_iso(),
+        created=now_iso(), graph_revision=GRAPH_REVISION,
     )
 
 
