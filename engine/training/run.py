@@ -21,10 +21,11 @@ import torch
 from engine.checkpoint import save_checkpoint
 from engine.config import Config, ConfigError, ModelConfig
 from engine.models.svc import SVCModel
+from engine.speaker import EMBEDDING_DIM
 from engine.training.features import MelExtractor, build_cache, load_clips, read_meta
 
 log = logging.getLogger(__name__)
-REFERENCE_CLIPS = 8
+POOL_CLIPS = 32
 
 
 @dataclass
@@ -38,15 +39,20 @@ class TrainPlan:
     content_minutes: float = 10.0
     vocoder_minutes: float = 40.0
     decoder_minutes: float = 30.0
+    speaker_clips: int = 8  # the decoder's speaker embedding averages 1..N pooled clips (0: all, fixed)
     seed: int = 0
 
 
-def speaker_table(cfg: Config, plan: TrainPlan) -> tuple[list[str], np.ndarray]:
-    """Resemblyzer embedding of every speaker: the mean over up to 8 sung clips (cached in the work dir)."""
+def speaker_pool(cfg: Config, plan: TrainPlan) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Resemblyzer embeddings of up to 32 clips of every training speaker (sung where it sings; none of a
+    held-out song), cached in the work dir: ``(names, pool [speakers, 32, 256], counts [speakers])``, with
+    count 0 for held-out voices. The decoder is conditioned on the mean of
+    a few of them at a time (:func:`engine.training.stages.sample_speaker_embeddings`), as a voice profile
+    made from a few reference clips is at inference."""
     path = plan.work / "speakers.npz"
     if path.exists():
         with np.load(path, allow_pickle=False) as z:
-            return [str(n) for n in z["names"]], z["embeddings"]
+            return [str(n) for n in z["names"]], z["pool"], z["counts"]
     from tqdm import tqdm
 
     from engine.audio import load_clip
@@ -56,16 +62,19 @@ def speaker_table(cfg: Config, plan: TrainPlan) -> tuple[list[str], np.ndarray]:
     enc = SpeakerEncoder.shared()
     names = sorted(speakers)
     rng = np.random.default_rng(plan.seed)
-    embeddings = []
-    for name in tqdm(names, desc="speaker embeddings", unit="voice"):
-        clips = [m for m in meta if m["speaker"] == name and m["kind"] == "sung"] or \
-                [m for m in meta if m["speaker"] == name]
-        picks = rng.choice(len(clips), size=min(REFERENCE_CLIPS, len(clips)), replace=False)
-        audio = [load_clip(plan.corpus / clips[i]["path"], 16000) for i in picks]
-        embeddings.append(enc.embed_clips(audio))
-    table = np.stack(embeddings).astype(np.float32)
-    np.savez(path, names=np.array(names), embeddings=table)
-    return names, table
+    pool = np.zeros((len(names), POOL_CLIPS, EMBEDDING_DIM), np.float32)
+    counts = np.zeros(len(names), np.int64)
+    for i, name in enumerate(tqdm(names, desc="speaker embeddings", unit="voice")):
+        if speakers[name].get("heldout"):
+            continue  # never trained on: its audio is not read
+        own = [m for m in meta if m["speaker"] == name and m["split"] != "heldout_song"]
+        clips = [m for m in own if m["kind"] == "sung"] or own
+        picks = rng.choice(len(clips), size=min(POOL_CLIPS, len(clips)), replace=False)
+        for j, k in enumerate(picks):
+            pool[i, j] = enc.embed_clip(load_clip(plan.corpus / clips[k]["path"], 16000))
+        counts[i] = len(picks)
+    np.savez(path, names=np.array(names), pool=pool, counts=counts)
+    return names, pool, counts
 
 
 def _initial_model(cfg: Config, plan: TrainPlan) -> SVCModel:
@@ -95,7 +104,7 @@ def run_branch(cfg: Config, plan: TrainPlan, branch: str) -> None:
 
     torch.set_num_threads(1)
     model = _initial_model(cfg, plan)
-    names, table = speaker_table(cfg, plan)
+    names, pool, counts = speaker_pool(cfg, plan)
     meta, _, _ = read_meta(plan.corpus)
     clips = load_clips(plan.work / "features", meta, _train_ids(plan, names), MelExtractor(cfg))
     log.info("%s: %d training clips", branch, len(clips))
@@ -103,7 +112,8 @@ def run_branch(cfg: Config, plan: TrainPlan, branch: str) -> None:
         train_vocoder(model, clips, plan.work, plan.vocoder_steps, max_minutes=plan.vocoder_minutes)
         return
     train_content(model, clips, plan.work, plan.content_steps, max_minutes=plan.content_minutes)
-    train_decoder(model, clips, table, plan.work, plan.decoder_steps, max_minutes=plan.decoder_minutes)
+    train_decoder(model, clips, pool, counts, plan.work, plan.decoder_steps, max_minutes=plan.decoder_minutes,
+                  speaker_clips=plan.speaker_clips)
 
 
 def assemble(cfg: Config, plan: TrainPlan, seconds: float) -> Path:
@@ -144,7 +154,7 @@ def train(cfg: Config, plan: TrainPlan) -> Path:
     t0 = time.monotonic()
     plan.work.mkdir(parents=True, exist_ok=True)
     build_cache(cfg, plan.corpus, plan.work / "features")
-    speaker_table(cfg, plan)
+    speaker_pool(cfg, plan)
     _initial_model(cfg, plan)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     procs = []
@@ -162,4 +172,4 @@ def _plan_args(plan: TrainPlan) -> list[str]:
     return ["--content-steps", str(plan.content_steps), "--vocoder-steps", str(plan.vocoder_steps),
             "--decoder-steps", str(plan.decoder_steps), "--content-minutes", str(plan.content_minutes),
             "--vocoder-minutes", str(plan.vocoder_minutes), "--decoder-minutes", str(plan.decoder_minutes),
-            "--seed", str(plan.seed)]
+            "--speaker-clips", str(plan.speaker_clips), "--seed", str(plan.seed)]

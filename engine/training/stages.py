@@ -22,6 +22,32 @@ from engine.training.loop import run_loop
 from engine.training.losses import kl_loss, multi_resolution_stft_loss
 
 MEL_WEIGHT = 10.0
+MAX_PROFILE_CLIPS = 8  # by default a sampled speaker embedding averages 1..8 clips
+
+
+def sample_speaker_embeddings(pool: torch.Tensor, counts: torch.Tensor, speakers: torch.Tensor,
+                              gen: torch.Generator, max_clips: int = MAX_PROFILE_CLIPS) -> torch.Tensor:
+    """One conditioning embedding per batch item: the L2-normalised mean of ``k`` (1 to ``max_clips``,
+    uniform) of its speaker's pooled clip embeddings, drawn without replacement. A voice profile at
+    inference averages a few reference clips, whose mean lies up to ~0.07 (cosine) from a many-clip mean;
+    trained on one fixed mean per voice, the decoder would treat that spread as a different voice.
+    ``max_clips=0`` gives that fixed mean (of all the speaker's pooled clips) instead.
+
+    ``pool [speakers, clips, d]``, ``counts [speakers]``, ``speakers [b]`` -> ``[b, d]``.
+    """
+    rows = []
+    for s in speakers.tolist():
+        n = int(counts[s])
+        if n < 1:
+            raise ValueError(f"speaker {s} has no pooled embeddings")
+        if max_clips == 0:
+            rows.append(pool[s, :n].mean(dim=0))
+            continue
+        k = int(torch.randint(1, min(max_clips, n) + 1, (1,), generator=gen))
+        picks = torch.randperm(n, generator=gen)[:k]
+        rows.append(pool[s, picks].mean(dim=0))
+    emb = torch.stack(rows)
+    return emb / emb.norm(dim=1, keepdim=True).clamp_min(1e-8)
 
 
 def train_content(model: SVCModel, clips: list[Clip], work: Path, steps: int, batch: int = 12,
@@ -58,11 +84,14 @@ def train_vocoder(model: SVCModel, clips: list[Clip], work: Path, steps: int, ba
              work / "losses.jsonl", lr=1e-3, max_minutes=max_minutes)
 
 
-def train_decoder(model: SVCModel, clips: list[Clip], speaker_table: np.ndarray, work: Path, steps: int,
-                  batch: int = 8, frames: int = 100, max_minutes: float | None = None) -> None:
+def train_decoder(model: SVCModel, clips: list[Clip], speaker_pool: np.ndarray, speaker_counts: np.ndarray,
+                  work: Path, steps: int, batch: int = 8, frames: int = 100, max_minutes: float | None = None,
+                  speaker_clips: int = MAX_PROFILE_CLIPS) -> None:
     hop = model.audio_config.hop_length
     sampler = CropSampler(clips, frames, hop, seed=3)
-    table = torch.from_numpy(speaker_table.astype(np.float32))
+    pool = torch.from_numpy(speaker_pool.astype(np.float32))
+    counts = torch.from_numpy(speaker_counts.astype(np.int64))
+    gen = torch.Generator().manual_seed(4)
     enc = model.content_encoder
     trained = [model.posterior_encoder, model.flow_decoder, model.mel_projection, model.pitch_encoder]
     params = [p for m in trained for p in m.parameters()] + list(enc.proj.parameters())
@@ -74,7 +103,8 @@ def train_decoder(model: SVCModel, clips: list[Clip], speaker_table: np.ndarray,
         content = enc.proj(posteriors)
         voiced = (b.f0 > 0).float()
         pitch = model.pitch_encoder(b.f0, voiced)
-        spk = table[b.speaker].unsqueeze(-1).expand(-1, -1, frames)
+        spk = sample_speaker_embeddings(pool, counts, b.speaker, gen, speaker_clips)
+        spk = spk.unsqueeze(-1).expand(-1, -1, frames)
         cond = torch.cat([content, pitch, spk], dim=1)
         mask = sequence_mask(torch.full((batch,), frames), frames)
         z, _, logs_q = model.posterior_encoder(b.mel, mask, spk)
