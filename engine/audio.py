@@ -5,6 +5,7 @@ Everything here works on blocks, so peak memory does not grow with the length of
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -31,12 +32,37 @@ def _ratio(sr_in: int, sr_out: int) -> tuple[int, int]:
     return sr_out // g, sr_in // g
 
 
+@functools.lru_cache(maxsize=16)
+def _resample_filter(up: int, down: int) -> np.ndarray:
+    """The anti-aliasing FIR scipy's ``resample_poly`` designs for ``up/down`` by default (Kaiser, beta 5,
+    ``20 * max(up, down) + 1`` taps): designed once per ratio instead of on every block (44.1 to 16 kHz
+    takes 8,821 taps, and designing them costs half as much as filtering an 8 s block)."""
+    from scipy.signal import firwin
+
+    rate = max(up, down)
+    h = firwin(2 * 10 * rate + 1, 1.0 / rate, window=("kaiser", 5.0))
+    h.setflags(write=False)
+    return h
+
+
 def resample_poly(x: np.ndarray, up: int, down: int) -> np.ndarray:
-    """scipy's polyphase resampler, imported on first use (scipy.signal takes seconds to import, and
-    refusing a bad input should not)."""
+    """scipy's polyphase resampler with its default filter, imported on first use (scipy.signal takes
+    seconds to import, and refusing a bad input should not)."""
     from scipy.signal import resample_poly as _resample_poly
 
-    return np.asarray(_resample_poly(x, up, down))
+    return np.asarray(_resample_poly(x, up, down, window=_resample_filter(up, down)))
+
+
+def _channel_mean(block: np.ndarray) -> np.ndarray:
+    """Mean over the channels of ``[frames, channels]``, a column at a time: numpy's mean along a short last
+    axis runs some 50 times slower (4 ms for 8.6 s of 44.1 kHz stereo), and a BLAS matrix-vector product
+    would wake BLAS threads that compete with the inference threads for the cores."""
+    mono = block[:, 0].copy()
+    for c in range(1, block.shape[1]):
+        mono += block[:, c]
+    if block.shape[1] > 1:
+        mono *= np.float32(1.0 / block.shape[1])
+    return mono
 
 
 def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
@@ -99,7 +125,7 @@ class AudioSource:
             if block.shape[0] != hi - lo:
                 raise AudioInputError(f"{self.info.path.name}: file is truncated (expected {n_total} frames, "
                                       f"could read only {lo + block.shape[0]})")
-            mono = block.mean(axis=1)
+            mono = _channel_mean(block)
             if not np.all(np.isfinite(mono)):
                 raise AudioInputError(f"{self.info.path.name}: audio contains NaN or infinite samples "
                                       f"(near {lo / self.info.sample_rate:.2f} s)")
