@@ -47,3 +47,16 @@ def test_zero_max_clips_gives_one_fixed_mean_per_voice() -> None:
     mean = torch.stack([pool[0].mean(0), pool[1, :3].mean(0)])
     mean = mean / mean.norm(dim=1, keepdim=True)
     torch.testing.assert_close(emb, mean[[0, 1, 1]])
+
+
+def test_a_speaker_cache_from_the_earlier_recipe_is_refused_with_the_fix(tmp_path) -> None:
+    import numpy as np
+
+    from engine.config import ConfigError, load_config
+    from engine.training.run import TrainPlan, speaker_pool
+
+    work = tmp_path / "work"
+    work.mkdir()
+    np.savez(work / "speakers.npz", names=np.array(["a"]), embeddings=np.zeros((1, 256), np.float32))
+    with pytest.raises(ConfigError, match="delete it and train again"):
+        speaker_pool(load_config(environ={}), TrainPlan(corpus=tmp_path / "corpus", work=work, out=tmp_path / "x.pt"))

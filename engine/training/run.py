@@ -46,12 +46,15 @@ class TrainPlan:
 def speaker_pool(cfg: Config, plan: TrainPlan) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Resemblyzer embeddings of up to 32 clips of every training speaker (sung where it sings; none of a
     held-out song), cached in the work dir: ``(names, pool [speakers, 32, 256], counts [speakers])``, with
-    count 0 for held-out voices. The decoder is conditioned on the mean of
-    a few of them at a time (:func:`engine.training.stages.sample_speaker_embeddings`), as a voice profile
-    made from a few reference clips is at inference."""
+    count 0 for held-out voices. The decoder is conditioned on the mean of a few of them at a time
+    (:func:`engine.training.stages.sample_speaker_embeddings`), as a voice profile made from a few
+    reference clips is at inference."""
     path = plan.work / "speakers.npz"
     if path.exists():
         with np.load(path, allow_pickle=False) as z:
+            if "pool" not in z.files:
+                raise ConfigError(f"{path} holds one mean embedding per voice (an earlier recipe), not the clip "
+                                  "pool this one conditions on; delete it and train again to embed the clips")
             return [str(n) for n in z["names"]], z["pool"], z["counts"]
     from tqdm import tqdm
 

@@ -29,9 +29,9 @@ def sample_speaker_embeddings(pool: torch.Tensor, counts: torch.Tensor, speakers
                               gen: torch.Generator, max_clips: int = MAX_PROFILE_CLIPS) -> torch.Tensor:
     """One conditioning embedding per batch item: the L2-normalised mean of ``k`` (1 to ``max_clips``,
     uniform) of its speaker's pooled clip embeddings, drawn without replacement. A voice profile at
-    inference averages a few reference clips, whose mean lies up to ~0.07 (cosine) from a many-clip mean;
-    trained on one fixed mean per voice, the decoder would treat that spread as a different voice.
-    ``max_clips=0`` gives that fixed mean (of all the speaker's pooled clips) instead.
+    inference averages a few reference clips, whose mean lies up to ~0.07 (cosine) from a many-clip mean,
+    so training sees that spread too. ``max_clips=0`` gives one fixed mean per voice (of all its pooled
+    clips) instead; on the demo corpus the two score within 0.003 of each other (README, demo model).
 
     ``pool [speakers, clips, d]``, ``counts [speakers]``, ``speakers [b]`` -> ``[b, d]``.
     """
