@@ -74,9 +74,11 @@ def harmonic_phase(f0: torch.Tensor, phase0: torch.Tensor, hop: int, sample_rate
     return phase.flatten(1)
 
 
-def _next_frame(x: torch.Tensor) -> torch.Tensor:
-    """``x [b, t, ...]`` shifted one frame earlier: frame ``i`` holds frame ``i + 1``'s values (the last repeats)."""
-    return torch.cat([x[:, 1:], x[:, -1:]], dim=1)
+def _next_frame(x: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """``x`` shifted one frame earlier along its frame axis ``dim``: frame ``i`` holds frame ``i + 1``'s values
+    (the last repeats)."""
+    n = x.shape[dim]
+    return torch.cat([x.narrow(dim, 1, n - 1), x.narrow(dim, n - 1, 1)], dim=dim)
 
 
 def angle_multiples(cos1: torch.Tensor, sin1: torch.Tensor, n: int, first: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -143,7 +145,7 @@ def frame_weighted_sum(signals: torch.Tensor, weights: torch.Tensor, hop: int) -
     b, c, t = weights.shape
     per_frame = signals.reshape(b, c, t, hop)
     w = weights.unsqueeze(-1)  # [b, c, t, 1]
-    step = torch.cat([w[:, :, 1:], w[:, :, -1:]], dim=2) - w
+    step = _next_frame(w, dim=2) - w
     ramp = torch.arange(hop, dtype=weights.dtype, device=weights.device) / hop
     return ((per_frame * w).sum(dim=1) + (per_frame * step).sum(dim=1) * ramp).reshape(b, t * hop)
 
