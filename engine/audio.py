@@ -93,12 +93,19 @@ class AudioSource:
     range read at once, up to the resampling filter's float rounding).
     """
 
-    def __init__(self, path: str | Path, target_rate: int, max_seconds: float) -> None:
+    def __init__(self, path: str | Path, target_rate: int, max_seconds: float, resident_seconds: float = 0.0
+                 ) -> None:
+        """``resident_seconds``: an input no longer than this is decoded and resampled once, on the first read,
+        and every read is served from that copy (4 bytes a target-rate sample); a longer one is read from the
+        file on every call. A caller that reads the whole of such an input at once anyway (the pipeline's
+        first pass) keeps its peak memory and saves decoding and resampling it again."""
         self.info = probe(path, max_seconds)
         self.target_rate = target_rate
         self.up, self.down = _ratio(self.info.sample_rate, target_rate)
         # Length at the target rate: every later step keeps exactly this many samples.
         self.length = int(round(self.info.frames * target_rate / self.info.sample_rate))
+        self._resident_limit = int(resident_seconds * target_rate)
+        self._resident: np.ndarray | None = None
         self._fh = sf.SoundFile(str(self.info.path))
 
     def close(self) -> None:
@@ -134,6 +141,17 @@ class AudioSource:
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Target-rate mono float32 samples ``[start, stop)`` (zeros beyond the ends)."""
+        if self.length > self._resident_limit:
+            return self._read_range(start, stop)
+        if self._resident is None:
+            self._resident = self._read_range(0, self.length)
+        out = np.zeros(max(stop - start, 0), dtype=np.float32)
+        lo, hi = max(start, 0), min(stop, self.length)
+        if hi > lo:
+            out[lo - start: hi - start] = self._resident[lo:hi]
+        return out
+
+    def _read_range(self, start: int, stop: int) -> np.ndarray:
         if self.up == self.down:
             return self._read_native(start, stop)
         # Start on a native sample that maps exactly onto a target sample.

@@ -2,7 +2,8 @@
 
 Two passes over the input, neither holding it whole: the first measures loudness and F0 per frame (small
 arrays: 100 frames a second); the second converts chunk by chunk and writes as it goes. Peak memory is
-set by the chunk length, not the file's length.
+set by the chunk length, not the file's length. (An input no longer than one analysis block, 30 s, is
+read whole by the first pass anyway; that model-rate copy serves the second pass too.)
 """
 
 from __future__ import annotations
@@ -178,7 +179,8 @@ class Converter:
         say = log_line or (lambda line: log.info("%s", line))
         t0 = time.perf_counter()
         hop = self.hop
-        with AudioSource(input_path, self.sr, inf.max_input_seconds) as src:
+        # An input within one analysis block is read whole by the first pass: keep it for the second.
+        with AudioSource(input_path, self.sr, inf.max_input_seconds, ANALYSIS_BLOCK_SECONDS) as src:
             info = src.info
             out_sr = int(opts.sample_rate or info.sample_rate)
             if not 8000 <= out_sr <= 192000:

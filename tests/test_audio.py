@@ -175,6 +175,32 @@ def test_source_reads_in_pieces_equal_one_read(sung_clip: SungClip, sr: int) -> 
     assert np.allclose(before[:40], 0.0, atol=1e-3) and np.allclose(before[40:], whole[:10], atol=1e-5)
 
 
+@pytest.mark.parametrize("sr", [16000, 44100])
+def test_resident_source_serves_the_same_samples_from_one_decode(sung_clip: SungClip, sr: int,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    path = sung_clip(seconds=1.3, sr=sr, channels=2, subtype="FLOAT")
+    ranges = [(0, 16000), (-40, 10), (4000, 12345), (20000, 20850)]
+    with AudioSource(path, 16000, MAX_SECONDS) as streamed:
+        expected = [streamed.read(a, b) for a, b in ranges]
+    with AudioSource(path, 16000, MAX_SECONDS, resident_seconds=1.3) as src:
+        decodes: list[tuple[int, int]] = []
+        read_native = src._read_native
+        monkeypatch.setattr(src, "_read_native", lambda a, b: decodes.append((a, b)) or read_native(a, b))
+        got = [src.read(a, b) for a, b in ranges]
+    assert len(decodes) == 1, decodes
+    for (a, b), want, have in zip(ranges, expected, got, strict=True):
+        assert have.shape == (b - a,) and have.dtype == np.float32
+        assert np.allclose(have, want, atol=1e-3), (a, b, float(np.max(np.abs(have - want))))
+    assert np.all(got[1][:40] == 0.0) and np.all(got[3][src.length - 20000:] == 0.0)
+
+
+def test_source_longer_than_resident_limit_is_read_per_call(sung_clip: SungClip) -> None:
+    path = sung_clip(seconds=1.3, sr=44100)
+    with AudioSource(path, 16000, MAX_SECONDS, resident_seconds=1.0) as src:
+        src.read(0, 1600)
+        assert src._resident is None
+
+
 def test_load_clip_mixes_to_mono(tmp_path: Path) -> None:
     t = np.arange(16000) / 16000
     left, right = 0.2 * np.sin(2 * np.pi * 300 * t), 0.1 * np.sin(2 * np.pi * 500 * t)

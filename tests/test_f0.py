@@ -72,6 +72,22 @@ def test_sung_melody_is_tracked(sung: SungAudio) -> None:
     assert 180.0 < float(np.min(voiced)) and float(np.max(voiced)) < 2 * 196.0 * 1.05
 
 
+def test_praat_step_tracks_like_an_analysis_every_frame(sung: SungAudio, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Praat analyses every PRAAT_STEP_FRAMES frames; interpolated onto the frame grid, the track must match
+    one analysed at every frame: the same pitch where both are voiced, voicing apart only at its edges."""
+    import engine.f0 as f0_module
+
+    x = sung(6.0, SR, f0=220.0, seed=11)
+    stepped = extract_f0(x, SR, HOP, "parselmouth")
+    monkeypatch.setattr(f0_module, "PRAAT_STEP_FRAMES", 1)
+    every = extract_f0(x, SR, HOP, "parselmouth")
+    both = (stepped > 0) & (every > 0)
+    assert both.sum() > 0.8 * x.size // HOP
+    assert float(np.median(cents(stepped[both], every[both]))) < 1.0
+    assert float(np.percentile(cents(stepped[both], every[both]), 99)) < 20.0
+    assert np.mean((stepped > 0) != (every > 0)) < 0.03
+
+
 def test_unknown_method_is_refused() -> None:
     with pytest.raises(AutoVoiceError, match="unknown F0 method"):
         extract_f0(np.zeros(1600), SR, HOP, "crepe")
