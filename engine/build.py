@@ -98,7 +98,7 @@ def int8_candidates(cfg: Config, ckpt: LoadedCheckpoint, sources: dict[str, tupl
         kept = infos[c]["fp32_nodes"]
         kind = "int8 activations, symmetric" if activations == "int8" else "uint8 activations"
         say(f"{c}: quantized (QDQ, {kind}, per-channel int8 weights) on {infos[c]['examples']} example(s)"
-            + (f"; kept FP32 (F0 path, log front end): {', '.join(kept)}" if kept else ""))  # type: ignore[arg-type]
+            + (f"; kept FP32 (F0 and noise paths, log front end): {', '.join(kept)}" if kept else ""))  # type: ignore[arg-type]
         reference[c] = OrtRunner(sources[c][0], c, "fp32", threads)
         candidates[c] = OrtRunner(qdq[c], c, "int8", threads)
         if progress:

@@ -14,6 +14,10 @@ QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
 # Inputs whose path to the first quantized op stays FP32: F0 in Hz through symmetric int8 costs tens of
 # cents (TRAPS), and the vocoder's phase is accumulated from F0 and phase0 (see fp32_nodes).
 F0_INPUTS = {"pitch_encoder": ("f0", "voiced"), "vocoder": ("f0", "phase0")}
+# In an INT8 model the vocoder's noise bands stay FP32 too: fixed band-pass filters over white noise, not
+# learned weights. Int8 taps would raise their stopbands, and on one input channel ONNX Runtime's int8 conv
+# and its (de)quantization cost more than the FP32 conv (2.9 ms against 2.6 per 8 s).
+INT8_FP32_INPUTS = {**F0_INPUTS, "vocoder": (*F0_INPUTS["vocoder"], "noise")}
 # Ops kept FP32 in an FP16 model: range or precision beyond FP16 (logs of powers, phases, reductions).
 FP16_BLOCKED_OPS = ("Log", "Exp", "Sin", "Cos", "CumSum", "Floor", "Pow", "Sqrt", "Reciprocal", "ReduceMean",
                     "ReduceSum", "Softmax", "Range")
@@ -46,12 +50,13 @@ def input_path_nodes(model: onnx.ModelProto, inputs: Iterable[str], stop_ops: tu
 
 
 def fp32_nodes(model: onnx.ModelProto, component: str) -> list[str]:
-    """Nodes of ``component`` that stay FP32 when it is quantized: its F0 paths, and everything feeding a
+    """Nodes of ``component`` that stay FP32 when it is quantized: its F0 paths (and the vocoder's noise
+    filters, see :data:`INT8_FP32_INPUTS`), and everything feeding a
     Log. A log needs its input's full dynamic range: in the content encoder that is the STFT and mel
     projection of the raw audio (measured on the trained demo model: 1 dB SNR with that front end in int8,
     27 dB without), elsewhere the F0 in Hz."""
     logs = [n.name for n in model.graph.node if n.op_type == "Log"]
-    keep = input_path_nodes(model, F0_INPUTS.get(component, ()))
+    keep = input_path_nodes(model, INT8_FP32_INPUTS.get(component, ()))
     return keep + sorted(ancestors(model, logs) - set(keep))
 
 
