@@ -4,7 +4,9 @@ Each backend/precision is measured in a fresh process, so its peak RSS (which ne
 and no backend inherits another's warmed caches or thread pools. Modes:
 
 * ``backend``: load the five components for one backend/precision, time each on a fixed chunk (warm-up,
-  then ``repeats`` runs), then convert the whole input end to end with and without F0 extraction.
+  then ``repeats`` runs), then convert the whole input end to end with and without F0 extraction. With
+  ``--interleaved`` the process takes its rounds one at a time from the harness (:func:`serve_rounds`), so
+  the rounds of every backend alternate.
 * ``scale``: convert one long input once (after a warm-up chunk): RTF and peak memory at that length.
 * ``hardware``: the machine's float32 matmul peak and each component's FLOPs on the fixed chunk.
 
@@ -106,36 +108,35 @@ def run_span(conv: Any, audio: np.ndarray, f0: np.ndarray, voice: Any) -> np.nda
     return conv._convert_span(audio, f0, 0.0, voice.embedding, 0, inf.seed, inf.temperature)
 
 
+class _Swapped:
+    """The converter's runners replaced by :class:`TimedRunner` wrappers while the block runs."""
+
+    def __init__(self, conv: Any, timed: dict[str, TimedRunner]) -> None:
+        self.conv, self.timed = conv, timed
+        self.originals = {c: getattr(conv.runners, c) for c in timed}
+
+    def __enter__(self) -> None:
+        for c, t in self.timed.items():
+            setattr(self.conv.runners, c, t)
+
+    def __exit__(self, *exc: object) -> None:
+        for c, r in self.originals.items():
+            setattr(self.conv.runners, c, r)
+
+
 def time_chunk(conv: Any, audio: np.ndarray, f0: np.ndarray, voice: Any, warmup: int, repeats: int,
                record_inputs: bool = False) -> dict[str, Any]:
     """Per-component latency on the fixed chunk, after ``warmup`` untimed runs."""
-    from engine.f0 import extract_f0
-
-    cfg = conv.cfg
     timed = {c: TimedRunner(getattr(conv.runners, c), record_inputs) for c in COMPONENTS}
-    originals = {c: getattr(conv.runners, c) for c in COMPONENTS}
-    for c, t in timed.items():
-        setattr(conv.runners, c, t)
-    try:
+    with _Swapped(conv, timed):
         for _ in range(warmup):
             run_span(conv, audio, f0, voice)
         for t in timed.values():
             t.times.clear()
-        chunk, f0_times = [], []
         for _ in range(repeats):
-            t0 = time.perf_counter()
             run_span(conv, audio, f0, voice)
-            chunk.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            extract_f0(audio, cfg.audio.sample_rate, cfg.audio.hop_length, cfg.inference.f0_method,
-                       cfg.audio.f0_min, cfg.audio.f0_max)
-            f0_times.append(time.perf_counter() - t0)
-    finally:
-        for c, r in originals.items():
-            setattr(conv.runners, c, r)
     return {"components": {c: {**summary_ms(t.times), "precision": t.precision, "backend": t.backend}
                            for c, t in timed.items()},
-            "chunk": summary_ms(chunk), "f0_extraction": summary_ms(f0_times),
             "inputs": {c: t.inputs for c, t in timed.items()} if record_inputs else None}
 
 
@@ -151,35 +152,94 @@ def known_analysis_converter(conv: Any, analysis: Any) -> Any:
     return _KnownAnalysis(conv.cfg, conv.runners)
 
 
-def end_to_end(conv: Any, voice: Any, path: str, output: Path, repeats: int) -> dict[str, Any]:
-    """Whole-file conversion: with F0 extraction (what a user waits for) and without it (model + I/O)."""
-    from engine.audio import AudioSource
-    from engine.pipeline import ConvertOptions
+class BackendMeasurement:
+    """One backend/precision, measured in rounds: :meth:`round` times some runs of the fixed chunk (each
+    component, and F0 extraction on it) and one whole-file conversion with and one without F0 extraction.
 
-    cfg = conv.cfg
-    method = cfg.inference.f0_method
-    with_f0, without_f0, analysis_s = [], [], []
-    duration = 0.0
-    for i in range(repeats):
-        res = conv.convert_file(path, output.with_name(f"{output.stem}.run{i}{output.suffix}") if i else output,
-                                voice, ConvertOptions())
-        with_f0.append(res.seconds)
-        duration = res.input_seconds
-    for i in range(1, repeats):
-        output.with_name(f"{output.stem}.run{i}{output.suffix}").unlink(missing_ok=True)
-    with AudioSource(path, cfg.audio.sample_rate, cfg.inference.max_input_seconds) as src:
+    The harness interleaves the rounds of every backend, so a stretch of time when the machine is slower
+    falls on all of them alike instead of on whichever was being measured then.
+    """
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        from engine.audio import AudioSource
+        from engine.pipeline import Converter
+
+        self.spec = spec
+        self.base_mb = rss_mb()
         t0 = time.perf_counter()
-        analysis = conv.analyse(src, method)
-        analysis_s.append(time.perf_counter() - t0)
-    fast = known_analysis_converter(conv, analysis)
-    scratch = output.with_name(f"{output.stem}.no_f0{output.suffix}")
-    for _ in range(repeats):
-        without_f0.append(fast.convert_file(path, scratch, voice, ConvertOptions()).seconds)
-    scratch.unlink(missing_ok=True)
-    return {"input_seconds": round(duration, 3), "seconds": [round(s, 6) for s in with_f0],
-            "seconds_no_f0": [round(s, 6) for s in without_f0], "analysis_seconds": round(analysis_s[0], 6),
-            "rtf": round(statistics.median(with_f0) / duration, 5),
-            "rtf_no_f0": round(statistics.median(without_f0) / duration, 5)}
+        cfg, runners, self.voice = load_setup(spec)
+        self.load_s = time.perf_counter() - t0
+        self.loaded_mb = rss_mb()
+        self.cfg, self.runners = cfg, runners
+        self.conv = Converter(cfg, runners)
+        self.audio, self.f0 = fixed_chunk(cfg, spec["input"], spec["chunk_seconds"])
+        self.timed = {c: TimedRunner(getattr(runners, c)) for c in COMPONENTS}
+        self.chunk: list[float] = []
+        self.f0_times: list[float] = []
+        self.with_f0: list[float] = []
+        self.without_f0: list[float] = []
+        self.output = Path(spec["output"])
+        self.scratch = self.output.with_name(f"{self.output.stem}.scratch{self.output.suffix}")
+        with AudioSource(spec["input"], cfg.audio.sample_rate, cfg.inference.max_input_seconds) as src:
+            t0 = time.perf_counter()
+            analysis = self.conv.analyse(src, cfg.inference.f0_method)
+            self.analysis_s = time.perf_counter() - t0
+        self.fast = known_analysis_converter(self.conv, analysis)
+        # Warm-up, untimed: the chunk and both whole-file paths (first-call allocations, shape plans).
+        for _ in range(spec["warmup"]):
+            run_span(self.conv, self.audio, self.f0, self.voice)
+        self._convert(self.conv, self.scratch)
+        self._convert(self.fast, self.scratch)
+        self.duration = 0.0
+
+    def _convert(self, conv: Any, output: Path) -> float:
+        from engine.pipeline import ConvertOptions
+
+        res = conv.convert_file(self.spec["input"], output, self.voice, ConvertOptions())
+        self.duration = res.input_seconds
+        return res.seconds
+
+    def round(self, chunk_runs: int) -> None:
+        from engine.f0 import extract_f0
+
+        a = self.cfg.audio
+        with _Swapped(self.conv, self.timed):
+            for _ in range(chunk_runs):
+                t0 = time.perf_counter()
+                run_span(self.conv, self.audio, self.f0, self.voice)
+                self.chunk.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                extract_f0(self.audio, a.sample_rate, a.hop_length, self.cfg.inference.f0_method, a.f0_min, a.f0_max)
+                self.f0_times.append(time.perf_counter() - t0)
+        # The output kept for the quality comparison is the first timed conversion's.
+        self.with_f0.append(self._convert(self.conv, self.output if not self.with_f0 else self.scratch))
+        self.without_f0.append(self._convert(self.fast, self.scratch))
+
+    def result(self) -> dict[str, Any]:
+        self.scratch.unlink(missing_ok=True)
+        duration = self.duration
+        e2e = {"input_seconds": round(duration, 3), "seconds": [round(s, 6) for s in self.with_f0],
+               "seconds_no_f0": [round(s, 6) for s in self.without_f0],
+               "analysis_seconds": round(self.analysis_s, 6),
+               "rtf": round(statistics.median(self.with_f0) / duration, 5),
+               "rtf_no_f0": round(statistics.median(self.without_f0) / duration, 5)}
+        spec = self.spec
+        return {"backend": spec["backend"], "precision": spec["precision"], "device": spec["device"],
+                "component_precisions": self.runners.describe(), "trained": self.runners.trained,
+                "threads": self.cfg.runtime.threads,
+                "chunk_seconds": round(self.audio.shape[0] / self.cfg.audio.sample_rate, 3),
+                "components": {c: {**summary_ms(t.times), "precision": t.precision, "backend": t.backend}
+                               for c, t in self.timed.items()},
+                "chunk": summary_ms(self.chunk), "f0_extraction": summary_ms(self.f0_times),
+                "rtf": e2e["rtf"], "rtf_no_f0": e2e["rtf_no_f0"], "end_to_end": e2e,
+                "load_seconds": round(self.load_s, 3), "rss_start_mb": round(self.base_mb, 1),
+                "rss_loaded_mb": round(self.loaded_mb, 1), "peak_mb": round(peak_rss_mb(), 1),
+                "gpu_peak_mb": cuda_peak_mb(spec["device"]), "output": spec["output"]}
+
+
+def round_sizes(repeats: int, rounds: int) -> list[int]:
+    """Chunk runs per round: ``repeats`` spread as evenly as possible over ``rounds``."""
+    return [repeats // rounds + (1 if i < repeats % rounds else 0) for i in range(rounds)]
 
 
 def cuda_peak_mb(device: str) -> float | None:
@@ -191,25 +251,12 @@ def cuda_peak_mb(device: str) -> float | None:
 
 
 def measure_backend(spec: dict[str, Any]) -> dict[str, Any]:
-    base_mb = rss_mb()
-    t0 = time.perf_counter()
-    cfg, runners, voice = load_setup(spec)
-    load_s = time.perf_counter() - t0
-    loaded_mb = rss_mb()
-    from engine.pipeline import Converter
-
-    conv = Converter(cfg, runners)
-    audio, f0 = fixed_chunk(cfg, spec["input"], spec["chunk_seconds"])
-    chunk = time_chunk(conv, audio, f0, voice, spec["warmup"], spec["repeats"])
-    e2e = end_to_end(conv, voice, spec["input"], Path(spec["output"]), spec["e2e_repeats"])
-    return {"backend": spec["backend"], "precision": spec["precision"], "device": spec["device"],
-            "component_precisions": runners.describe(), "trained": runners.trained,
-            "threads": cfg.runtime.threads, "chunk_seconds": round(audio.shape[0] / cfg.audio.sample_rate, 3),
-            "components": chunk["components"], "chunk": chunk["chunk"], "f0_extraction": chunk["f0_extraction"],
-            "rtf": e2e["rtf"], "rtf_no_f0": e2e["rtf_no_f0"], "end_to_end": e2e,
-            "load_seconds": round(load_s, 3), "rss_start_mb": round(base_mb, 1), "rss_loaded_mb": round(loaded_mb, 1),
-            "peak_mb": round(peak_rss_mb(), 1), "gpu_peak_mb": cuda_peak_mb(spec["device"]),
-            "output": spec["output"]}
+    """All rounds at once (a backend measured on its own)."""
+    m = BackendMeasurement(spec)
+    rounds = max(spec["e2e_repeats"], 1)
+    for runs in round_sizes(spec["repeats"], rounds):
+        m.round(runs)
+    return m.result()
 
 
 def measure_scale(spec: dict[str, Any]) -> dict[str, Any]:
@@ -258,10 +305,32 @@ MODES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "backend": measure_backend, "scale": measure_scale, "hardware": measure_hardware}
 
 
+READY, DONE = "@@ready", "@@done"  # the interleaved protocol's answers, each on its own stdout line
+
+
+def serve_rounds(spec: dict[str, Any], commands: Any, answer: Callable[[str], None]) -> dict[str, Any]:
+    """``--interleaved``: load and warm up, answer :data:`READY`, then run ``round N`` commands (answering
+    :data:`DONE` after each) until ``finish``; the result of every round together."""
+    m = BackendMeasurement(spec)
+    answer(READY)
+    for line in commands:
+        words = line.split()
+        if words[:1] == ["round"] and len(words) == 2:
+            m.round(int(words[1]))
+            answer(DONE)
+        elif words == ["finish"]:
+            return m.result()
+        else:
+            raise ValueError(f"unknown command {line.strip()!r}")
+    raise EOFError("the harness closed the command pipe before 'finish'")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    interleaved = "--interleaved" in args
+    args = [a for a in args if a != "--interleaved"]
     if len(args) != 2:
-        print("usage: python -m benchmarks.child SPEC.json OUT.json", file=sys.stderr)
+        print("usage: python -m benchmarks.child SPEC.json OUT.json [--interleaved]", file=sys.stderr)
         return 2
     import logging
 
@@ -270,7 +339,10 @@ def main(argv: list[str] | None = None) -> int:
 
     spec = json.loads(Path(args[0]).read_text())
     try:
-        result = MODES[spec["mode"]](spec)
+        if interleaved:
+            result = serve_rounds(spec, sys.stdin, lambda word: print(word, flush=True))
+        else:
+            result = MODES[spec["mode"]](spec)
     except AutoVoiceError as exc:  # the user's to fix (a stale checkpoint, a missing artifact): one line
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -1,8 +1,9 @@
 """``autovoice bench``: every available backend/precision measured side by side, each in its own process.
 
 Order of a run: resolve the voice once (its embedding is handed to every measurement, so no process loads
-the speaker encoder); build missing artifacts; measure the matmul peak and the FLOPs; measure each target
-in a fresh process (:mod:`benchmarks.child`); compare every output with the PyTorch FP32 one; convert
+the speaker encoder); build missing artifacts; measure the matmul peak and the FLOPs; measure every target,
+each in its own process (:mod:`benchmarks.child`), in interleaved rounds (:mod:`benchmarks.interleave`);
+compare every output with the PyTorch FP32 one; convert
 10/60/600 s inputs for the scaling table; run the worker pool; write JSON, markdown and PNG.
 """
 
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.artifacts import REFERENCE, Artifacts, Target, parse_targets, unavailable_reason
+from benchmarks.interleave import ChildFailed, failure_reason, measure_interleaved
 from benchmarks.machine import cores, describe, load_average
 
 log = logging.getLogger(__name__)
@@ -58,10 +60,6 @@ class BenchSettings:
     command: str = ""
 
 
-class ChildFailed(RuntimeError):
-    pass
-
-
 def run_child(spec: dict[str, Any], env: dict[str, str], work: Path, timeout: float) -> dict[str, Any]:
     """Run one :mod:`benchmarks.child` measurement; its JSON result, or :class:`ChildFailed` with the tail of
     its output."""
@@ -75,9 +73,7 @@ def run_child(spec: dict[str, Any], env: dict[str, str], work: Path, timeout: fl
         except subprocess.TimeoutExpired:
             raise ChildFailed(f"timed out after {timeout:.0f} s") from None
     if proc.returncode != 0 or not out_path.is_file():
-        lines = log_path.read_text(errors="replace").strip().splitlines()
-        errors = [line.removeprefix("error: ") for line in lines if line.startswith("error: ")]
-        raise ChildFailed(errors[-1] if errors else f"exit {proc.returncode}: " + " / ".join(lines[-6:]))
+        raise ChildFailed(failure_reason(log_path, proc.returncode))
     return json.loads(out_path.read_text())
 
 
@@ -185,22 +181,7 @@ class Bench:
             data["artifacts"] = {"built": artifacts.built, "calibration": artifacts.calibration_info}
             data["hardware"] = self._hardware(work) if s.hardware else None
             machine["matmul_peak"] = (data["hardware"] or {}).get("matmul_peak")
-            for t in runnable:
-                self.say(f"{t.label}: measuring ({s.repeats} chunk runs, {s.e2e_repeats} whole-file runs)")
-                load_before = load_average()[:1]
-                try:
-                    r = run_child(self.spec("backend", t, work, output=str(work / f"out_{len(data['results'])}.wav")),
-                                  child_env(self.env, t), work, s.child_timeout)
-                except ChildFailed as exc:
-                    data["skipped"].append({"label": t.label, "reason": f"measurement failed: {exc}"})
-                    self.say(f"{t.label}: FAILED: {exc}")
-                    continue
-                r["label"] = t.label
-                # 1-minute load around the measurement; the measurement itself adds about its thread count.
-                r["load_average"] = load_before + load_average()[:1]
-                data["results"].append(r)
-                self.say(f"{t.label}: RTF {r['rtf']:.3f} ({r['rtf_no_f0']:.3f} without F0), chunk "
-                         f"{r['chunk']['median_ms']:.0f} ms, peak {r['peak_mb']:.0f} MB")
+            self._measure(runnable, work, data)
             if not data["results"]:
                 from engine.errors import AutoVoiceError
 
@@ -215,6 +196,29 @@ class Bench:
         machine["load_average_end"] = load_average()
         self.write(data)
         return data
+
+    def _measure(self, runnable: list[Target], work: Path, data: dict[str, Any]) -> None:
+        """Every runnable target in its own process, their rounds interleaved (:mod:`benchmarks.interleave`)."""
+        s = self.s
+        rounds = max(s.e2e_repeats, 1)
+        self.say(f"measuring {', '.join(t.label for t in runnable)}: {rounds} interleaved round(s), "
+                 f"{s.repeats} chunk runs and {s.e2e_repeats} whole-file runs each")
+        children = {t.label: (self.spec("backend", t, work, output=str(work / f"out_{i}.wav")),
+                              child_env(self.env, t)) for i, t in enumerate(runnable)}
+        load_before = load_average()[:1]
+        results, failed = measure_interleaved(children, work, s.repeats, rounds, s.child_timeout, self.say)
+        load_after = load_average()[:1]
+        for t in runnable:
+            if t.label in failed:
+                data["skipped"].append({"label": t.label, "reason": f"measurement failed: {failed[t.label]}"})
+                continue
+            r = results[t.label]
+            r["label"] = t.label
+            # 1-minute load around the measurement; the measurement itself adds about its thread count.
+            r["load_average"] = load_before + load_after
+            data["results"].append(r)
+            self.say(f"{t.label}: RTF {r['rtf']:.3f} ({r['rtf_no_f0']:.3f} without F0), chunk "
+                     f"{r['chunk']['median_ms']:.0f} ms, peak {r['peak_mb']:.0f} MB")
 
     def _prepare(self, targets: list[Target], artifacts: Artifacts, skipped: list[dict[str, str]]) -> list[Target]:
         from engine.errors import AutoVoiceError

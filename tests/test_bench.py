@@ -207,3 +207,42 @@ def test_peak_memory_is_the_measuring_process_own_not_its_parent() -> None:
                           capture_output=True, text=True, timeout=60, check=True)
     assert float(proc.stdout) < 150, proc.stdout
     assert ballast.sum() > 0
+
+
+def test_round_sizes_spread_the_chunk_runs_over_the_rounds() -> None:
+    from benchmarks.child import round_sizes
+
+    assert round_sizes(20, 9) == [3, 3, 2, 2, 2, 2, 2, 2, 2]
+    assert round_sizes(2, 3) == [1, 1, 0]
+    assert sum(round_sizes(7, 7)) == 7
+
+
+def test_interleaved_rounds_measure_each_backend_and_report_one_that_fails(
+        cli_env: dict[str, str], sung_clip: SungClip, bench_engines: Path, voice_profile, tmp_path: Path) -> None:
+    """Two backend processes take turns; the one that cannot load is reported with its own one-line error,
+    and the other's figures count every run of every round."""
+    from benchmarks.interleave import measure_interleaved
+
+    clip = sung_clip(seconds=2.0, seed=8)
+    np.save(tmp_path / "voice.npy", np.asarray(voice_profile.embedding, dtype=np.float32))
+    base = {"mode": "backend", "device": "cpu", "input": str(clip), "chunk_seconds": 1.5, "threads": 1,
+            "voice_embedding": str(tmp_path / "voice.npy"), "voice_median_f0": None, "repeats": 3, "warmup": 1,
+            "e2e_repeats": 2}
+    children = {
+        "onnxruntime/fp32": ({**base, "backend": "onnxruntime", "precision": "fp32", "engine_dir": str(bench_engines),
+                              "output": str(tmp_path / "fp32.wav")}, cli_env),
+        "onnxruntime/int8": ({**base, "backend": "onnxruntime", "precision": "int8",
+                              "engine_dir": str(tmp_path / "no_engines"), "output": str(tmp_path / "int8.wav")},
+                             cli_env),
+    }
+    lines: list[str] = []
+    results, failed = measure_interleaved(children, tmp_path, repeats=3, rounds=2, timeout=300, say=lines.append)
+    assert list(results) == ["onnxruntime/fp32"] and list(failed) == ["onnxruntime/int8"]
+    reason = failed["onnxruntime/int8"]
+    assert "no ONNX Runtime int8 model" in reason and "\n" not in reason, reason
+    r = results["onnxruntime/fp32"]
+    assert r["chunk"]["n"] == 3 and r["f0_extraction"]["n"] == 3
+    assert all(c["n"] == 3 for c in r["components"].values())
+    assert len(r["end_to_end"]["seconds"]) == 2 and len(r["end_to_end"]["seconds_no_f0"]) == 2
+    assert (tmp_path / "fp32.wav").is_file() and not list(tmp_path.glob("*.scratch.wav"))
+    assert sum("round" in line and "done" in line for line in lines) == 2

@@ -1,7 +1,7 @@
 """``autovoice bench --input WAV --voice REF --json OUT.json [--backends ...] [--repeats N]``
 
-Every available backend/precision measured side by side, each in its own process; writes the JSON, a
-markdown table (``OUT.md``) and a plot (``OUT.png``). See :mod:`benchmarks.harness`.
+Every available backend/precision measured side by side, each in its own process, their runs interleaved
+round by round; writes the JSON, a markdown table (``OUT.md``) and a plot (``OUT.png``). See :mod:`benchmarks.harness`.
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "onnxruntime/int8, tensorrt/fp16, torch/fp16@cuda; torch/fp32 (the reference) always runs")
     p.add_argument("--repeats", type=int, default=5, help="timed runs per measurement, after the warm-up")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs before timing the chunk")
-    p.add_argument("--e2e-repeats", type=int, default=3, help="whole-file conversions per backend")
+    p.add_argument("--e2e-repeats", type=int, default=3,
+                   help="whole-file conversions per backend, one per interleaved round")
     p.add_argument("--threads", type=int, default=0, help="threads per backend, the same for torch and ONNX "
                                                           "Runtime (default: runtime.threads, else all cores)")
     p.add_argument("--chunk-seconds", type=float, default=None, help="fixed chunk (default: inference.chunk_seconds)")

@@ -1,7 +1,7 @@
 """Speed assertions (``pytest -m performance``; ``make test`` leaves them out).
 
-On two CPU cores, one benchmark run (``autovoice bench``, each backend in its own process, torch under
-``inference_mode`` with the same thread count as ONNX Runtime):
+On two CPU cores, one benchmark run (``autovoice bench``, each backend in its own process, their runs
+interleaved round by round, torch under ``inference_mode`` with the same thread count as ONNX Runtime):
 
 * ONNX Runtime FP32 at least 1.5x faster than PyTorch eager end to end (F0 extraction included);
 * ONNX Runtime INT8 at least 1.2x faster than ONNX Runtime FP32 end to end;
