@@ -119,12 +119,14 @@ def markdown(data: dict[str, Any]) -> str:
              f"Input: {data['input']['name']} ({data['input']['seconds']:.1f} s); fixed chunk "
              f"{chunk_seconds(data):g} s; {data['settings']['repeats']} timed runs after "
              f"{data['settings']['warmup']} warm-up; component figures are median ±IQR ms per chunk; RTF is the "
-             f"median of {data['settings']['e2e_repeats']} whole-file conversions. Checkpoint "
+             f"median of {data['settings']['e2e_repeats']} whole-file conversions. The backends take turns, one "
+             f"round each (a share of the chunk runs and one conversion with and one without F0), each in its own "
+             f"process. Checkpoint "
              f"{'trained' if data['checkpoint']['trained'] else 'UNTRAINED (speed does not depend on training)'}.",
              "", *results_table(data), "",
-             "Load average (1 min) before/after each measurement, which adds about its own thread count: "
-             + ", ".join(f"{r['label']} {'/'.join(f'{x:.1f}' for x in r.get('load_average') or [])}"
-                         for r in data["results"]) + ".", ""]
+             "Load average (1 min) before/after the interleaved measurement, which adds about one backend's "
+             "thread count: " + ", ".join(f"{r['label']} {'/'.join(f'{x:.1f}' for x in r.get('load_average') or [])}"
+                                          for r in data["results"]) + ".", ""]
     for s in data.get("skipped") or []:
         lines.append(f"- skipped {s['label']}: {s['reason']}")
     if data.get("skipped"):
