@@ -178,6 +178,7 @@ class BackendMeasurement:
         self.f0_times: list[float] = []
         self.with_f0: list[float] = []
         self.without_f0: list[float] = []
+        self.duration = 0.0  # the input's length in seconds, known after the first conversion
         self.output = Path(spec["output"])
         self.scratch = self.output.with_name(f"{self.output.stem}.scratch{self.output.suffix}")
         with AudioSource(spec["input"], cfg.audio.sample_rate, cfg.inference.max_input_seconds) as src:
@@ -190,7 +191,6 @@ class BackendMeasurement:
             run_span(self.conv, self.audio, self.f0, self.voice)
         self._convert(self.conv, self.scratch)
         self._convert(self.fast, self.scratch)
-        self.duration = 0.0
 
     def _convert(self, conv: Any, output: Path) -> float:
         from engine.pipeline import ConvertOptions

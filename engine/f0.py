@@ -25,7 +25,8 @@ PRAAT_STEP_FRAMES = 2  # Praat's time step, in frames (see the module docstring)
 def _interp_to_grid(times: np.ndarray, f0: np.ndarray, n_frames: int, hop: int, sr: int,
                     step: float) -> np.ndarray:
     """Resample a tracker's (times, f0), analysed every ``step`` seconds, onto our frame centres: log-linear
-    inside voiced runs, else 0; frames more than ``step`` outside the tracker's first and last times are 0."""
+    inside voiced runs, else 0; frames more than ``max(step, 20 ms)`` outside the tracker's first and last
+    times are 0."""
     centres = (np.arange(n_frames) + 0.5) * hop / sr
     if times.size == 0:
         return np.zeros(n_frames, dtype=np.float64)
