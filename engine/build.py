@@ -23,7 +23,7 @@ from engine.checkpoint import LoadedCheckpoint, file_sha256
 from engine.config import Config, resolve_engine_dir
 from engine.errors import ArtifactError
 from engine.export.graph import convert_fp16
-from engine.export.manifest import Manifest, read_manifest, verify_artifact, write_manifest
+from engine.export.manifest import QUANTIZATION_REVISION, Manifest, read_manifest, verify_artifact, write_manifest
 from engine.export.quality import gate
 from engine.export.specs import component_specs
 from engine.models.inference import COMPONENT_IO
@@ -79,6 +79,8 @@ def derive_manifest(src: Manifest, artifact: Path, *, backend: str, precision: s
     m.backend, m.precision, m.artifact, m.onnx_sha256 = backend, precision, artifact.name, onnx_sha
     m.artifact_sha256 = file_sha256(artifact)
     m.quality, m.notes = dict(src.quality), []
+    if precision == "int8":
+        m.quantization_revision = QUANTIZATION_REVISION
     return m
 
 

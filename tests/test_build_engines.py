@@ -18,7 +18,7 @@ from engine.build import build_engines, swap_in
 from engine.checkpoint import file_sha256
 from engine.dsp import cents
 from engine.errors import ArtifactError
-from engine.export.manifest import read_manifest
+from engine.export.manifest import QUANTIZATION_REVISION, read_manifest, verify_artifact
 from engine.f0 import extract_f0
 from engine.models.inference import COMPONENT_IO
 from engine.pipeline import Converter, ConvertOptions
@@ -68,6 +68,22 @@ def test_int8_build_quantizes_with_the_f0_paths_kept_fp32(ort_int8, calibration,
         assert not any(n.op_type == "QuantizeLinear" and "noise" in n.input for n in vocoder.node)
     assert any("SNR" in line and "vs FP32" in line for line in lines)
     assert sum(read_manifest(folder, c).precision == "int8" for c in COMPONENT_IO) >= 3
+
+
+def test_int8_built_by_an_older_recipe_is_refused_as_stale(ort_int8, ckpt, tmp_path: Path) -> None:
+    """An INT8 artifact records the recipe revision it was quantized by; one from before the recipe changed
+    (a manifest without the field reads as revision 1) is stale, and the message says to rebuild it."""
+    folder = tmp_path / "int8"
+    shutil.copytree(ort_int8[0] / "onnxruntime" / "int8", folder)
+    c = next(c for c in COMPONENT_IO if read_manifest(folder, c).precision == "int8")
+    manifest, _ = verify_artifact(folder, c, ckpt.sha256, backends=("onnxruntime",))
+    assert manifest.quantization_revision == QUANTIZATION_REVISION
+    old = json.loads((folder / f"{c}.json").read_text())
+    old.pop("quantization_revision")
+    (folder / f"{c}.json").write_text(json.dumps(old))
+    with pytest.raises(ArtifactError, match=f"stale: quantized by INT8 recipe revision 1, this version quantizes "
+                                            f"by revision {QUANTIZATION_REVISION}; rebuild it"):
+        verify_artifact(folder, c, ckpt.sha256, backends=("onnxruntime",))
 
 
 def test_int8_conversion_keeps_pitch_and_quality(eng_cfg, ckpt, ort_int8, exported, sung_clip, voice_profile,

@@ -23,6 +23,10 @@ MANIFEST_VERSION = 1
 # vocoder's harmonic bank, an op order), so artifacts exported before are rebuilt, not kept because their
 # checkpoint is unchanged. Manifests written before the field existed read as revision 1.
 GRAPH_REVISION = 2
+# The INT8 recipe's own version (which nodes stay FP32, how activations are quantized): bumped when it
+# changes, so INT8 artifacts built before are rebuilt. Revision 2 keeps the vocoder's noise filters FP32.
+# INT8 manifests written before the field existed read as revision 1.
+QUANTIZATION_REVISION = 2
 
 
 @dataclass
@@ -49,6 +53,7 @@ class Manifest:
     notes: list[str] = field(default_factory=list)
     format: int = MANIFEST_VERSION
     graph_revision: int = 1         # GRAPH_REVISION of the export it is (or was built from)
+    quantization_revision: int = 1  # QUANTIZATION_REVISION of an int8 artifact's recipe (unused otherwise)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -96,8 +101,8 @@ def verify_artifact(folder: str | Path, component: str, checkpoint_sha256: str, 
 
     Raises:
         ArtifactError: naming why it is stale or mismatched (checkpoint hash differs, file missing or
-            changed, exported by an older graph revision, built by another backend, TensorRT version or
-            GPU differ).
+            changed, exported by an older graph revision or quantized by an older INT8 recipe, built by
+            another backend, TensorRT version or GPU differ).
     """
     folder = Path(folder)
     m = read_manifest(folder, component)
@@ -110,6 +115,9 @@ def verify_artifact(folder: str | Path, component: str, checkpoint_sha256: str, 
     if m.graph_revision != GRAPH_REVISION:
         raise ArtifactError(f"{where}: stale: exported by graph revision {m.graph_revision}, this version exports "
                             f"revision {GRAPH_REVISION}; rebuild it")
+    if m.precision == "int8" and m.quantization_revision != QUANTIZATION_REVISION:
+        raise ArtifactError(f"{where}: stale: quantized by INT8 recipe revision {m.quantization_revision}, this "
+                            f"version quantizes by revision {QUANTIZATION_REVISION}; rebuild it")
     artifact = folder / m.artifact
     if Path(m.artifact).name != m.artifact:
         raise ArtifactError(f"{where}: manifest names a file outside its folder: {m.artifact!r}")
