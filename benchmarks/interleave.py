@@ -125,15 +125,17 @@ def measure_interleaved(children: dict[str, tuple[dict[str, Any], dict[str, str]
                 drop(label, exc)
         sizes = round_sizes(repeats, rounds)
         for i, runs in enumerate(sizes):
+            if not running:
+                break
             order = list(running)
-            order = order[i % len(order):] + order[: i % len(order)] if order else order
+            order = order[i % len(order):] + order[: i % len(order)]
             for label in order:
                 try:
                     running[label].send(f"round {runs}")
                     running[label].expect(DONE)
                 except ChildFailed as exc:
                     drop(label, exc)
-            say(f"round {i + 1}/{len(sizes)} done ({', '.join(running) or 'nothing left'})")
+            say(f"round {i + 1}/{len(sizes)} done ({', '.join(running) or 'every backend failed'})")
         for label in list(running):
             try:
                 results[label] = running[label].finish()
