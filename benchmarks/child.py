@@ -3,10 +3,9 @@
 Each backend/precision is measured in a fresh process, so its peak RSS (which never goes down) is its own
 and no backend inherits another's warmed caches or thread pools. Modes:
 
-* ``backend``: load the five components for one backend/precision, time each on a fixed chunk (warm-up,
-  then ``repeats`` runs), then convert the whole input end to end with and without F0 extraction. With
-  ``--interleaved`` the process takes its rounds one at a time from the harness (:func:`serve_rounds`), so
-  the rounds of every backend alternate.
+* ``backend``: load the five components for one backend/precision, then take rounds one at a time from the
+  harness over stdin (:func:`serve_rounds`), so the rounds of every backend alternate: each times some
+  runs of every component on a fixed chunk and converts the whole input with and without F0 extraction.
 * ``scale``: convert one long input once (after a warm-up chunk): RTF and peak memory at that length.
 * ``hardware``: the machine's float32 matmul peak and each component's FLOPs on the fixed chunk.
 
@@ -124,20 +123,12 @@ class _Swapped:
             setattr(self.conv.runners, c, r)
 
 
-def time_chunk(conv: Any, audio: np.ndarray, f0: np.ndarray, voice: Any, warmup: int, repeats: int,
-               record_inputs: bool = False) -> dict[str, Any]:
-    """Per-component latency on the fixed chunk, after ``warmup`` untimed runs."""
-    timed = {c: TimedRunner(getattr(conv.runners, c), record_inputs) for c in COMPONENTS}
-    with _Swapped(conv, timed):
-        for _ in range(warmup):
-            run_span(conv, audio, f0, voice)
-        for t in timed.values():
-            t.times.clear()
-        for _ in range(repeats):
-            run_span(conv, audio, f0, voice)
-    return {"components": {c: {**summary_ms(t.times), "precision": t.precision, "backend": t.backend}
-                           for c, t in timed.items()},
-            "inputs": {c: t.inputs for c, t in timed.items()} if record_inputs else None}
+def component_inputs(conv: Any, audio: np.ndarray, f0: np.ndarray, voice: Any) -> dict[str, dict[str, np.ndarray]]:
+    """What each component is given when the pipeline converts the fixed chunk."""
+    recorders = {c: TimedRunner(getattr(conv.runners, c), record_inputs=True) for c in COMPONENTS}
+    with _Swapped(conv, recorders):
+        run_span(conv, audio, f0, voice)
+    return {c: r.inputs for c, r in recorders.items() if r.inputs is not None}
 
 
 def known_analysis_converter(conv: Any, analysis: Any) -> Any:
@@ -250,15 +241,6 @@ def cuda_peak_mb(device: str) -> float | None:
     return round(torch.cuda.max_memory_allocated() / 2**20, 1) if torch.cuda.is_available() else None
 
 
-def measure_backend(spec: dict[str, Any]) -> dict[str, Any]:
-    """All rounds at once (a backend measured on its own)."""
-    m = BackendMeasurement(spec)
-    rounds = max(spec["e2e_repeats"], 1)
-    for runs in round_sizes(spec["repeats"], rounds):
-        m.round(runs)
-    return m.result()
-
-
 def measure_scale(spec: dict[str, Any]) -> dict[str, Any]:
     from engine.pipeline import Converter, ConvertOptions
 
@@ -288,7 +270,7 @@ def measure_hardware(spec: dict[str, Any]) -> dict[str, Any]:
     cfg, runners, voice = load_setup(spec)
     conv = Converter(cfg, runners)
     audio, f0 = fixed_chunk(cfg, spec["input"], spec["chunk_seconds"])
-    inputs = time_chunk(conv, audio, f0, voice, 0, 1, record_inputs=True)["inputs"]
+    inputs = component_inputs(conv, audio, f0, voice)
     seconds = audio.shape[0] / cfg.audio.sample_rate
     flops = {}
     for c in COMPONENTS:
@@ -301,15 +283,14 @@ def measure_hardware(spec: dict[str, Any]) -> dict[str, Any]:
                                                       "a multiply-add counts 2)"}}
 
 
-MODES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-    "backend": measure_backend, "scale": measure_scale, "hardware": measure_hardware}
+MODES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {"scale": measure_scale, "hardware": measure_hardware}
 
 
-READY, DONE = "@@ready", "@@done"  # the interleaved protocol's answers, each on its own stdout line
+READY, DONE = "@@ready", "@@done"  # the round protocol's answers, each on its own stdout line
 
 
 def serve_rounds(spec: dict[str, Any], commands: Any, answer: Callable[[str], None]) -> dict[str, Any]:
-    """``--interleaved``: load and warm up, answer :data:`READY`, then run ``round N`` commands (answering
+    """Mode ``backend``: load and warm up, answer :data:`READY`, then run ``round N`` commands (answering
     :data:`DONE` after each) until ``finish``; the result of every round together."""
     m = BackendMeasurement(spec)
     answer(READY)
@@ -327,10 +308,8 @@ def serve_rounds(spec: dict[str, Any], commands: Any, answer: Callable[[str], No
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    interleaved = "--interleaved" in args
-    args = [a for a in args if a != "--interleaved"]
     if len(args) != 2:
-        print("usage: python -m benchmarks.child SPEC.json OUT.json [--interleaved]", file=sys.stderr)
+        print("usage: python -m benchmarks.child SPEC.json OUT.json", file=sys.stderr)
         return 2
     import logging
 
@@ -339,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
 
     spec = json.loads(Path(args[0]).read_text())
     try:
-        if interleaved:
+        if spec["mode"] == "backend":
             result = serve_rounds(spec, sys.stdin, lambda word: print(word, flush=True))
         else:
             result = MODES[spec["mode"]](spec)

@@ -35,7 +35,7 @@ def failure_reason(log_path: Path, returncode: int | None) -> str:
 
 
 class RoundChild:
-    """One ``python -m benchmarks.child SPEC OUT --interleaved`` process and its command pipe."""
+    """One ``python -m benchmarks.child SPEC OUT`` process in mode ``backend``, and its command pipe."""
 
     def __init__(self, label: str, spec: dict[str, Any], env: dict[str, str], work: Path, timeout: float) -> None:
         self.label, self.timeout = label, timeout
@@ -44,8 +44,8 @@ class RoundChild:
         self.log_path = work / f"{name}.log"
         spec_path.write_text(json.dumps(spec))
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "benchmarks.child", str(spec_path), str(self.out_path),
-                                      "--interleaved"], env=env, cwd=work, stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([sys.executable, "-m", "benchmarks.child", str(spec_path), str(self.out_path)],
+                                     env=env, cwd=work, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self._log, bufsize=0)
         self._pending = b""
 

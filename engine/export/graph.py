@@ -11,13 +11,12 @@ from engine.backends.torch_backend import FP32_COMPONENTS
 
 # Ops that carry the compute, and so get quantized; everything else stays FP32 in the QDQ model.
 QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
-# Inputs whose path to the first quantized op stays FP32: F0 in Hz through symmetric int8 costs tens of
-# cents (TRAPS), and the vocoder's phase is accumulated from F0 and phase0 (see fp32_nodes).
-F0_INPUTS = {"pitch_encoder": ("f0", "voiced"), "vocoder": ("f0", "phase0")}
-# In an INT8 model the vocoder's noise bands stay FP32 too: fixed band-pass filters over white noise, not
-# learned weights. Int8 taps would raise their stopbands, and with one input channel ONNX Runtime's int8 conv
-# and its (de)quantization made the vocoder 1 ms slower per 8 s chunk than the FP32 conv did.
-INT8_FP32_INPUTS = {**F0_INPUTS, "vocoder": (*F0_INPUTS["vocoder"], "noise")}
+# Inputs whose path to the first quantized op stays FP32 in an INT8 model: F0 in Hz through symmetric int8
+# costs tens of cents (TRAPS), and the vocoder's phase is accumulated from F0 and phase0 (see fp32_nodes). The
+# vocoder's noise bands stay FP32 too: fixed band-pass filters over white noise, not learned weights. Int8
+# taps would raise their stopbands, and with one input channel ONNX Runtime's int8 conv and its
+# (de)quantization made the vocoder 1 ms slower per 8 s chunk than the FP32 conv did.
+INT8_FP32_INPUTS = {"pitch_encoder": ("f0", "voiced"), "vocoder": ("f0", "phase0", "noise")}
 # Ops kept FP32 in an FP16 model: range or precision beyond FP16 (logs of powers, phases, reductions).
 FP16_BLOCKED_OPS = ("Log", "Exp", "Sin", "Cos", "CumSum", "Floor", "Pow", "Sqrt", "Reciprocal", "ReduceMean",
                     "ReduceSum", "Softmax", "Range")
