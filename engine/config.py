@@ -254,8 +254,10 @@ def resolve_engine_dir(cfg: Config, override: str | Path | None = None) -> Path:
     """Where this host's engines live.
 
     Order: ``override`` (``--engine-dir``), ``tensorrt.voice_conversion.engine_dir``,
-    ``paths.tensorrt_engines``, then ``<data_dir>/models/engines/voice_conversion``. Relative paths are
-    taken from the data directory. A warning names the chosen directory when it does not exist.
+    ``paths.tensorrt_engines``, then ``<data_dir>/models/engines/voice_conversion``. A relative
+    ``--engine-dir`` is taken from the working directory, like any path typed on a command line; relative
+    paths in the config are taken from the data directory. A warning names the chosen directory when it
+    does not exist.
     """
     candidates: list[tuple[str, str | Path | None]] = [
         ("--engine-dir", override),
@@ -266,7 +268,7 @@ def resolve_engine_dir(cfg: Config, override: str | Path | None = None) -> Path:
     source, chosen = next((s, c) for s, c in candidates if c)
     path = Path(os.path.expanduser(str(chosen)))
     if not path.is_absolute():
-        path = cfg.data_dir / path
+        path = (Path.cwd() if source == "--engine-dir" else cfg.data_dir) / path
     if not path.exists():
         log.warning("engine directory %s (from %s) does not exist", path, source)
     return path

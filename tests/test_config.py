@@ -112,6 +112,13 @@ def test_engine_dir_relative_paths_are_under_the_data_dir(tmp_path: Path) -> Non
     assert resolve_engine_dir(_cfg(tmp_path, nested="trt")) == tmp_path / "data" / "trt"
 
 
+def test_engine_dir_relative_flag_is_under_the_working_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert resolve_engine_dir(_cfg(tmp_path, nested="trt"), override="built/engines") == work / "built" / "engines"
+
+
 @pytest.mark.parametrize("level", ["flag", "nested", "paths", "default"])
 def test_engine_dir_warning_names_the_missing_chosen_dir(tmp_path: Path, caplog: pytest.LogCaptureFixture,
                                                          level: str) -> None:
