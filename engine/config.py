@@ -91,6 +91,7 @@ class InferenceConfig:
 class RuntimeConfig:
     threads: int = 0
     device: str = "cpu"
+    spin: bool = True  # ONNX Runtime threads spin within a run (see engine.backends.onnxruntime_backend)
 
 
 @dataclass(frozen=True)
@@ -202,6 +203,8 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
         sub = f.default_factory if f.default_factory is not dataclasses.MISSING else None  # type: ignore[misc]
         if sub is not None and dataclasses.is_dataclass(sub):
             kwargs[name] = _build(sub, value, f"{where}.{name}".lstrip("."))  # type: ignore[arg-type]
+        elif f.type == "bool" and not isinstance(value, bool):
+            raise ConfigError(f"{where}.{name}".lstrip(".") + f": expected true or false, got {value!r}")
         else:
             kwargs[name] = value
     return cls(**kwargs)

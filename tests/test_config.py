@@ -143,3 +143,10 @@ def test_engine_dir_no_warning_when_it_exists(tmp_path: Path, caplog: pytest.Log
     with caplog.at_level(logging.WARNING, logger="engine.config"):
         assert resolve_engine_dir(_cfg(tmp_path, nested=str(tmp_path / "n"))) == tmp_path / "n"
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_a_switch_takes_only_true_or_false(tmp_path: Path) -> None:
+    assert load_config(environ={"AUTOVOICE__RUNTIME__SPIN": "false"}).runtime.spin is False
+    assert load_config(environ={}).runtime.spin is True
+    with pytest.raises(ConfigError, match=r"runtime.spin: expected true or false, got 'sometimes'"):
+        load_config(environ={"AUTOVOICE__RUNTIME__SPIN": "sometimes"})

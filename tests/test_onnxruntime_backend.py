@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -19,10 +20,12 @@ from engine.models.inference import COMPONENT_IO
 pytest_plugins = ["engines_fixtures"]
 
 
-def test_sessions_follow_the_thread_settings_and_do_not_spin(exported: Path) -> None:
+def test_sessions_follow_the_thread_settings_and_spin_only_within_a_run(exported: Path) -> None:
     opts = session_options(3)
     assert opts.intra_op_num_threads == 3 and opts.inter_op_num_threads == 1
-    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    assert opts.get_session_config_entry("session.force_spinning_stop") == "1"
+    assert session_options(3, spin=False).get_session_config_entry("session.intra_op.allow_spinning") == "0"
     runner = OrtRunner(exported / "mel_projection.onnx", "mel_projection", "fp32", threads=1)
     session = runner.session
     latent = np.zeros((1, 192, 30), np.float32)
@@ -39,6 +42,14 @@ def test_cuda_provider_only_for_a_cuda_device_that_onnxruntime_has(monkeypatch: 
     assert providers_for("cpu") == ["CPUExecutionProvider"]
     monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
     assert providers_for("cuda") == ["CPUExecutionProvider"]
+
+
+def test_the_config_switches_spinning(eng_cfg, ckpt, exported: Path) -> None:
+    for spin, entry in ((True, "1"), (False, "0")):
+        cfg = dataclasses.replace(eng_cfg, runtime=dataclasses.replace(eng_cfg.runtime, spin=spin))
+        runner = load_ort_runner(cfg, ckpt.sha256, exported, "pitch_encoder", "fp32", "cpu")
+        assert runner.session.get_session_options().get_session_config_entry(
+            "session.intra_op.allow_spinning") == entry
 
 
 def test_fp16_is_refused_clearly_on_cpu(eng_cfg, ckpt, exported: Path) -> None:
