@@ -50,9 +50,16 @@ def configure_threads(cfg: Config) -> int:
 
 def load_runners(cfg: Config, backend: str = "torch", precision: str = "fp32",
                  engine_dir: str | Path | None = None, device: str | None = None) -> Runners:
-    """Load every component for ``backend`` (see :mod:`engine.backends.select` for the others)."""
+    """Load every component for ``backend`` (see :mod:`engine.backends.select` for the others).
+
+    Like the thread counts, this sets a process-wide policy: freed memory stays in the process
+    (:func:`engine.allocator.retain_freed_memory`), so chunks after the first do not page-fault.
+    """
+    from engine.allocator import retain_freed_memory
+
     device = device or cfg.runtime.device
     configure_threads(cfg)
+    retain_freed_memory()
     from engine.pretrained.attach import load_configured_checkpoint
 
     ckpt = load_configured_checkpoint(cfg)
