@@ -194,6 +194,14 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+def final_event(conn: redis.Redis, job_id: str, timeout: float = 10.0) -> Any:
+    """The job's ``end`` log event. A worker records the final status first and the event right after, so a
+    test that has just seen the status may have to wait a moment for the event."""
+    from workers import logs
+
+    return wait_until(lambda: logs.final_event(conn, job_id), timeout, f"the end event of job {job_id}")
+
+
 def tone_file(path: Path, seconds: float, sr: int = 16000, f0: float = 220.0) -> Path:
     """A harmonic tone with vibrato and a slow swell (voiced throughout)."""
     import numpy as np

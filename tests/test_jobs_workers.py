@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import redis
 import soundfile as sf
-from redis_support import WorkerPool, limits, submit, tone_file, wait_until
+from redis_support import WorkerPool, final_event, limits, submit, tone_file, wait_until
 
 from workers import blobs, logs
 from workers.enqueue import cancel, job_info, list_jobs, submit_create_voice, wait
@@ -62,7 +62,7 @@ def test_lifecycle_enqueue_started_finished_with_output_and_ordered_log(conn: re
     assert positions == sorted(positions), lines
     chunk_lines = [line for line in lines if line.startswith("chunk ")]
     assert [int(c.split()[1].split("/")[0]) for c in chunk_lines] == list(range(1, result["chunks"] + 1))
-    end = logs.final_event(conn, job_id)
+    end = final_event(conn, job_id)
     assert end is not None and end.status == "finished"
     listed = list_jobs(conn)
     assert listed[0]["job_id"] == job_id and listed[0]["worker"] == info["worker"]
@@ -97,7 +97,7 @@ def test_bad_inputs_fail_that_job_only_and_at_once(conn: redis.Redis, workers: W
         assert info["status"] == "failed", (what, info)
         assert info["retries"] == 0 and info["error"] and "Traceback" not in info["error"], (what, info)
         assert "\n" not in info["error"]
-        assert logs.final_event(conn, job_id).status == "failed"
+        assert final_event(conn, job_id).status == "failed"
     errors = {what: job_info(conn, j)["error"] for what, j in bad.items()}
     assert "not a readable audio file" in errors["not_audio.wav"]
     assert "NaN" in errors["nan.wav"]
@@ -122,7 +122,7 @@ def test_cancel_running_and_queued_jobs(conn: redis.Redis, workers: WorkerPool, 
         info = wait(conn, job_id, timeout=60)
         assert info["status"] == "canceled" and info["error"] == "cancelled"
         assert info["result"] is None and not blobs.exists(conn, f"{job_id}-output")
-        assert logs.final_event(conn, job_id).status == "canceled"
+        assert final_event(conn, job_id).status == "canceled"
     stop_seconds = time.monotonic() - t0
     assert job_info(conn, queued)["status"] == "canceled" and job_info(conn, queued)["started_at"] is None
     print(f"\ncancel: running jobs stopped {stop_seconds:.2f} s after the request")

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import redis
-from redis_support import RedisServer, WorkerPool, submit, tone_file, wait_until
+from redis_support import RedisServer, WorkerPool, final_event, submit, tone_file, wait_until
 
 from workers import logs
 from workers.connection import connect
@@ -64,7 +64,7 @@ def test_sigkill_mid_job_retries_once_then_fails_with_reason(conn: redis.Redis, 
     lost = job_info(conn, victim)
     assert lost["status"] == "failed" and lost["retries"] == 2
     assert "stopped responding" in lost["error"] and "already been retried" in lost["error"], lost["error"]
-    assert logs.final_event(conn, victim).status == "failed"
+    assert final_event(conn, victim).status == "failed"
     others = [i for i in infos if i["job_id"] != victim]
     assert all(i["status"] == "finished" and i["retries"] == 0 for i in others)
     assert name_b not in {i["worker"] for i in others if i["started_at"] and i["started_at"] > killed_at}
