@@ -169,6 +169,7 @@ class BackendMeasurement:
         self.f0_times: list[float] = []
         self.with_f0: list[float] = []
         self.without_f0: list[float] = []
+        self.kernel: dict[str, list[float]] = {"minor_faults": [], "system_seconds": []}  # per conversion with F0
         self.duration = 0.0  # the input's length in seconds, known after the first conversion
         self.output = Path(spec["output"])
         self.scratch = self.output.with_name(f"{self.output.stem}.scratch{self.output.suffix}")
@@ -183,10 +184,18 @@ class BackendMeasurement:
         self._convert(self.conv, self.scratch)
         self._convert(self.fast, self.scratch)
 
-    def _convert(self, conv: Any, output: Path) -> float:
+    def _convert(self, conv: Any, output: Path, kernel: dict[str, list[float]] | None = None) -> float:
+        """One whole-file conversion; its seconds. With ``kernel``, also appends what the kernel did for it:
+        minor page faults and system CPU seconds (a process that hands memory back and faults it in again
+        shows here, not in its own code's profile)."""
         from engine.pipeline import ConvertOptions
 
+        before = resource.getrusage(resource.RUSAGE_SELF)
         res = conv.convert_file(self.spec["input"], output, self.voice, ConvertOptions())
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        if kernel is not None:
+            kernel["minor_faults"].append(after.ru_minflt - before.ru_minflt)
+            kernel["system_seconds"].append(round(after.ru_stime - before.ru_stime, 6))
         self.duration = res.input_seconds
         return res.seconds
 
@@ -203,7 +212,8 @@ class BackendMeasurement:
                 extract_f0(self.audio, a.sample_rate, a.hop_length, self.cfg.inference.f0_method, a.f0_min, a.f0_max)
                 self.f0_times.append(time.perf_counter() - t0)
         # The output kept for the quality comparison is the first timed conversion's.
-        self.with_f0.append(self._convert(self.conv, self.output if not self.with_f0 else self.scratch))
+        self.with_f0.append(self._convert(self.conv, self.output if not self.with_f0 else self.scratch,
+                                          self.kernel))
         self.without_f0.append(self._convert(self.fast, self.scratch))
 
     def result(self) -> dict[str, Any]:
@@ -213,7 +223,10 @@ class BackendMeasurement:
                "seconds_no_f0": [round(s, 6) for s in self.without_f0],
                "analysis_seconds": round(self.analysis_s, 6),
                "rtf": round(statistics.median(self.with_f0) / duration, 5),
-               "rtf_no_f0": round(statistics.median(self.without_f0) / duration, 5)}
+               "rtf_no_f0": round(statistics.median(self.without_f0) / duration, 5),
+               **self.kernel,
+               "median_minor_faults": statistics.median(self.kernel["minor_faults"]),
+               "median_system_ms": round(1000 * statistics.median(self.kernel["system_seconds"]), 2)}
         spec = self.spec
         return {"backend": spec["backend"], "precision": spec["precision"], "device": spec["device"],
                 "component_precisions": self.runners.describe(), "trained": self.runners.trained,

@@ -126,7 +126,11 @@ def markdown(data: dict[str, Any]) -> str:
              "", *results_table(data), "",
              "Load average (1 min) before/after the interleaved measurement, which adds about one backend's "
              "thread count: " + ", ".join(f"{r['label']} {'/'.join(f'{x:.1f}' for x in r.get('load_average') or [])}"
-                                          for r in data["results"]) + ".", ""]
+                                          for r in data["results"]) + ".", "",
+             "What the kernel did per whole-file conversion with F0 (median system CPU time, minor page faults; a "
+             "backend that hands memory back and faults it in again shows here): " + ", ".join(
+                 f"{r['label']} {r['end_to_end']['median_system_ms']:.1f} ms, "
+                 f"{r['end_to_end']['median_minor_faults']:.0f} faults" for r in data["results"]) + ".", ""]
     for s in data.get("skipped") or []:
         lines.append(f"- skipped {s['label']}: {s['reason']}")
     if data.get("skipped"):

@@ -43,7 +43,9 @@ RESULT = {
         "gpu_peak_mb": _NUM_OR_NULL,
         "quality": QUALITY,
         "component_precisions": {"type": "object", "required": list(COMPONENTS)},
-        "end_to_end": {"type": "object", "required": ["input_seconds", "seconds", "seconds_no_f0", "rtf", "rtf_no_f0"]},
+        "end_to_end": {"type": "object", "required": ["input_seconds", "seconds", "seconds_no_f0", "rtf", "rtf_no_f0",
+                                                    "minor_faults", "system_seconds", "median_minor_faults",
+                                                    "median_system_ms"]},
         "achieved": {"type": "object"},
     },
 }

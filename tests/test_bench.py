@@ -78,6 +78,9 @@ def test_component_timings_add_up_to_the_chunk_and_runs_are_counted(tiny_run: tu
         assert e2e["input_seconds"] == pytest.approx(2.0, abs=0.01)
         assert r["rtf"] == pytest.approx(e2e["seconds"][0] / e2e["input_seconds"], rel=1e-3)
         assert e2e["analysis_seconds"] > 0 and r["peak_mb"] >= r["rss_loaded_mb"] > 0
+        assert len(e2e["minor_faults"]) == len(e2e["system_seconds"]) == len(e2e["seconds"])
+        assert min(e2e["minor_faults"]) >= 0 and min(e2e["system_seconds"]) >= 0
+        assert e2e["median_system_ms"] <= 1000 * max(e2e["system_seconds"])
         assert r["dominant_component"] in comps
     ort = next(r for r in data["results"] if r["label"] == "onnxruntime/int8")
     assert set(ort["component_precisions"].values()) <= {"onnxruntime/int8", "onnxruntime/fp32"}
@@ -132,6 +135,8 @@ def test_markdown_table_and_png_plot_are_written(tiny_run: tuple[dict[str, Any],
     assert md.startswith("Machine: ") and "Command: `autovoice bench --input" in md
     for r in data["results"]:
         assert f"| {r['label']} |" in md
+        e2e = r["end_to_end"]
+        assert f"{r['label']} {e2e['median_system_ms']:.1f} ms, {e2e['median_minor_faults']:.0f} faults" in md
     for s in data["skipped"]:
         assert f"skipped {s['label']}: {s['reason']}" in md
     assert "| component | GFLOP per audio second |" in md and "| input s | wall s | RTF |" in md
