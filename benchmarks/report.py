@@ -129,8 +129,8 @@ def markdown(data: dict[str, Any]) -> str:
                                           for r in data["results"]) + ".", "",
              "What the kernel did per whole-file conversion with F0 (median system CPU time, minor page faults; a "
              "backend that hands memory back and faults it in again shows here): " + ", ".join(
-                 f"{r['label']} {r['end_to_end']['median_system_ms']:.1f} ms, "
-                 f"{r['end_to_end']['median_minor_faults']:.0f} faults" for r in data["results"]) + ".", ""]
+                 f"{r['label']} {r['end_to_end']['median_system_ms']:.1f} ms and "
+                 f"{r['end_to_end']['median_minor_faults']:.0f}" for r in data["results"]) + ".", ""]
     for s in data.get("skipped") or []:
         lines.append(f"- skipped {s['label']}: {s['reason']}")
     if data.get("skipped"):

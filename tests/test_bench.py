@@ -136,7 +136,7 @@ def test_markdown_table_and_png_plot_are_written(tiny_run: tuple[dict[str, Any],
     for r in data["results"]:
         assert f"| {r['label']} |" in md
         e2e = r["end_to_end"]
-        assert f"{r['label']} {e2e['median_system_ms']:.1f} ms, {e2e['median_minor_faults']:.0f} faults" in md
+        assert f"{r['label']} {e2e['median_system_ms']:.1f} ms and {e2e['median_minor_faults']:.0f}" in md
     for s in data["skipped"]:
         assert f"skipped {s['label']}: {s['reason']}" in md
     assert "| component | GFLOP per audio second |" in md and "| input s | wall s | RTF |" in md
