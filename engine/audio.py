@@ -5,7 +5,6 @@ Everything here works on blocks, so peak memory does not grow with the length of
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import re
@@ -16,12 +15,13 @@ import numpy as np
 import soundfile as sf
 
 from engine.errors import AudioInputError
+from engine.resample import resample_poly
 
 MIN_SAMPLE_RATE = 8000
 MAX_SAMPLE_RATE = 192000
 MAX_CHANNELS = 32
 OUTPUT_FORMATS = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16"), "ogg": ("OGG", "VORBIS")}
-_RESAMPLE_CONTEXT = 256  # input samples of context each side of a block: covers resample_poly's filter
+_RESAMPLE_CONTEXT = 256  # input samples of context each side of a block: covers the resampling filter
 # libsndfile quietly shortens a WAV/AIFF whose audio chunk runs past the end of the file; its log says so.
 _DATA_CHUNK_RE = re.compile(r"^\s*(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
 _UNKNOWN_LENGTH = (0xFFFFFFFF, 0x7FFFFFFF)  # what streaming writers put in the header: not a truncation
@@ -30,27 +30,6 @@ _UNKNOWN_LENGTH = (0xFFFFFFFF, 0x7FFFFFFF)  # what streaming writers put in the 
 def _ratio(sr_in: int, sr_out: int) -> tuple[int, int]:
     g = math.gcd(sr_in, sr_out)
     return sr_out // g, sr_in // g
-
-
-@functools.lru_cache(maxsize=16)
-def _resample_filter(up: int, down: int) -> np.ndarray:
-    """The anti-aliasing FIR scipy's ``resample_poly`` designs for ``up/down`` by default (Kaiser, beta 5,
-    ``20 * max(up, down) + 1`` taps): designed once per ratio instead of on every block (44.1 to 16 kHz
-    takes 8,821 taps, and designing them costs half as much as filtering an 8 s block)."""
-    from scipy.signal import firwin
-
-    rate = max(up, down)
-    h = firwin(2 * 10 * rate + 1, 1.0 / rate, window=("kaiser", 5.0))
-    h.setflags(write=False)
-    return h
-
-
-def resample_poly(x: np.ndarray, up: int, down: int) -> np.ndarray:
-    """scipy's polyphase resampler with its default filter, imported on first use (scipy.signal takes
-    seconds to import, and refusing a bad input should not)."""
-    from scipy.signal import resample_poly as _resample_poly
-
-    return np.asarray(_resample_poly(x, up, down, window=_resample_filter(up, down)))
 
 
 def _channel_mean(block: np.ndarray) -> np.ndarray:
