@@ -117,6 +117,8 @@ def test_onnxruntime_speedups_and_real_time_factor_on_two_cores(run_cli: CliRun,
     require_quiet_two_cores()
     res = bench(run_cli, song, perf_setup, tmp_path / "speed.json", ["onnxruntime"], E2E_N)
     torch_r, fp32, int8 = res["torch/fp32"], res["onnxruntime/fp32"], res["onnxruntime/int8"]
+    print(f"\nORT FP32 {torch_r['rtf'] / fp32['rtf']:.2f}x PyTorch, ORT INT8 {fp32['rtf'] / int8['rtf']:.2f}x "
+          f"ORT FP32, RTF {fp32['rtf']:.3f} / {int8['rtf']:.3f}")
     problems = []  # every target is checked, so one failure reports all the ratios
     if torch_r["rtf"] / fp32["rtf"] < ORT_VS_TORCH:
         problems.append(f"ORT FP32 {torch_r['rtf'] / fp32['rtf']:.2f}x PyTorch (target {ORT_VS_TORCH}x)")
