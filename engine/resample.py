@@ -8,6 +8,9 @@ phase has no tap, but a GEMM on one core runs them faster than the loop runs the
 kHz to 16 kHz takes 1.4 ms against scipy's 3.4, 16 kHz to 44.1 kHz 1.3 ms against 3.3, 16 kHz to 48 kHz
 0.6 ms against 3.1. The output equals scipy's to float32 rounding (about 1e-6 for a full-scale signal).
 
+For a ratio whose matrix would be large (``up * down`` of co-prime rates such as 44,101 Hz to 16 kHz
+makes ``P`` and ``D`` tens of thousands), scipy's loop runs instead: same filter, same result.
+
 The product runs with numpy's BLAS limited to one thread. OpenBLAS's threads spin after each call, and in
 a conversion they took the cores from the F0 tracker and the inference runtimes: a whole conversion ran
 twice as long.
@@ -23,6 +26,7 @@ from numpy.lib.stride_tricks import as_strided
 KAISER_BETA = 5.0    # scipy's default window for resample_poly
 HALF_LENGTH = 10     # the filter spans 2 * HALF_LENGTH * max(up, down) + 1 taps, as scipy's does
 MIN_BLOCK = 128      # outputs per row of the product (a multiple of up): enough columns for a GEMM
+MAX_MATRIX = 1 << 22  # entries (16 MiB of float32): a larger phase matrix is not built
 
 
 @functools.lru_cache(maxsize=16)
@@ -38,6 +42,15 @@ def resample_filter(up: int, down: int) -> np.ndarray:
     return h
 
 
+def _layout(up: int, down: int) -> tuple[int, int, int, int]:
+    """``(taps per phase, P, D, rows before trimming)`` of the phase matrix for ``up/down``."""
+    length = 2 * HALF_LENGTH * max(up, down) + 1
+    taps = -(-length // up)
+    block = -(-MIN_BLOCK // up)
+    p_out, d_in = up * block, down * block
+    return taps, p_out, d_in, (p_out * down + (length - 1) // 2) // up + taps + 1
+
+
 @functools.lru_cache(maxsize=16)
 def phase_matrix(up: int, down: int) -> tuple[np.ndarray, int, int, int]:
     """``(G, offset, P, D)``: output ``P * s + r`` is ``x[D * s + offset:][:span] @ G[:, r]`` (``x`` zero
@@ -45,10 +58,8 @@ def phase_matrix(up: int, down: int) -> tuple[np.ndarray, int, int, int]:
     x_up[n * down + half - k]``, where ``x_up`` is ``x`` with ``up - 1`` zeros after every sample."""
     h = resample_filter(up, down) * up
     half = (h.size - 1) // 2
-    taps = -(-h.size // up)  # the most taps one phase has
-    block = -(-MIN_BLOCK // up)
-    p_out, d_in = up * block, down * block
-    g = np.zeros(((p_out * down + half) // up + taps + 1, p_out))
+    taps, p_out, d_in, rows_needed = _layout(up, down)  # taps: the most one phase has
+    g = np.zeros((rows_needed, p_out))
     for r in range(p_out):
         q, phase = divmod(r * down + half, up)  # x_up index r * down + half - k holds x[q - j] for k = phase + up * j
         k = np.arange(phase, h.size, up)
@@ -69,8 +80,13 @@ def _blas_controller():  # -> threadpoolctl.ThreadpoolController
 def resample_poly(x: np.ndarray, up: int, down: int) -> np.ndarray:
     """``x`` resampled by ``up/down``: ``ceil(len(x) * up / down)`` float32 samples, equal to scipy's
     ``resample_poly(x, up, down)`` with its default filter (zero padding at both ends)."""
-    matrix, offset, p_out, d_in = phase_matrix(up, down)
     x = np.asarray(x, dtype=np.float32)
+    _, p_out, d_in, rows_needed = _layout(up, down)
+    if p_out * rows_needed > MAX_MATRIX:
+        from scipy.signal import resample_poly as scipy_resample_poly
+
+        return np.asarray(scipy_resample_poly(x, up, down, window=resample_filter(up, down)), dtype=np.float32)
+    matrix, offset, p_out, d_in = phase_matrix(up, down)
     n_out = -(-x.shape[0] * up // down)
     if n_out == 0:
         return np.zeros(0, dtype=np.float32)
