@@ -4,7 +4,7 @@ A conversion allocates the same large tensors for every chunk and frees them aga
 a block above its mmap threshold back to the kernel when it is freed (and trims the heap's free top),
 so the next chunk takes a page fault for every 4 KiB of it again. PyTorch's eager vocoder is the worst
 case: on 2 cores an 8.6 s conversion took about 30,000 minor faults and 45-70 ms of system time, and ran
-at about 125 ms instead of about 88 ms. ONNX Runtime plans its memory in its own arena and took none.
+at about 125 ms instead of about 90 ms. ONNX Runtime plans its memory in its own arena and took none.
 
 :func:`retain_freed_memory` raises the thresholds once per process: blocks up to 32 MiB come from the
 heap, the heap grows 64 MiB at a time, and freed memory stays mapped up to 1 GiB. A process's resident
