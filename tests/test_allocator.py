@@ -17,7 +17,7 @@ LOOP = """
 import resource, sys
 import numpy as np
 if sys.argv[1] != "default":
-    from engine.allocator import ENVIRONMENT_SETTINGS, retain_freed_memory
+    from engine.allocator import retain_freed_memory
     assert retain_freed_memory() is (sys.argv[1] == "retain")
 def rounds(n):
     for _ in range(n):
