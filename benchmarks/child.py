@@ -184,18 +184,18 @@ class BackendMeasurement:
         self._convert(self.conv, self.scratch)
         self._convert(self.fast, self.scratch)
 
-    def _convert(self, conv: Any, output: Path, kernel: dict[str, list[float]] | None = None) -> float:
-        """One whole-file conversion; its seconds. With ``kernel``, also appends what the kernel did for it:
-        minor page faults and system CPU seconds (a process that hands memory back and faults it in again
-        shows here, not in its own code's profile)."""
+    def _convert(self, conv: Any, output: Path, record_kernel: bool = False) -> float:
+        """One whole-file conversion; its seconds. With ``record_kernel``, also appends what the kernel did
+        for it to :attr:`kernel`: minor page faults and system CPU seconds (a process that hands memory back
+        and faults it in again shows here, not in its own code's profile)."""
         from engine.pipeline import ConvertOptions
 
         before = resource.getrusage(resource.RUSAGE_SELF)
         res = conv.convert_file(self.spec["input"], output, self.voice, ConvertOptions())
         after = resource.getrusage(resource.RUSAGE_SELF)
-        if kernel is not None:
-            kernel["minor_faults"].append(after.ru_minflt - before.ru_minflt)
-            kernel["system_seconds"].append(round(after.ru_stime - before.ru_stime, 6))
+        if record_kernel:
+            self.kernel["minor_faults"].append(after.ru_minflt - before.ru_minflt)
+            self.kernel["system_seconds"].append(round(after.ru_stime - before.ru_stime, 6))
         self.duration = res.input_seconds
         return res.seconds
 
@@ -213,7 +213,7 @@ class BackendMeasurement:
                 self.f0_times.append(time.perf_counter() - t0)
         # The output kept for the quality comparison is the first timed conversion's.
         self.with_f0.append(self._convert(self.conv, self.output if not self.with_f0 else self.scratch,
-                                          self.kernel))
+                                          record_kernel=True))
         self.without_f0.append(self._convert(self.fast, self.scratch))
 
     def result(self) -> dict[str, Any]:

@@ -49,7 +49,7 @@ def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     if sr_in == sr_out:
         return x.astype(np.float32, copy=False)
     up, down = _ratio(sr_in, sr_out)
-    return resample_poly(x, up, down).astype(np.float32)
+    return resample_poly(x, up, down)
 
 
 @dataclass

@@ -51,6 +51,12 @@ def _layout(up: int, down: int) -> tuple[int, int, int, int]:
     return taps, p_out, d_in, (p_out * down + (length - 1) // 2) // up + taps + 1
 
 
+def matrix_fits(up: int, down: int) -> bool:
+    """Whether the phase matrix of ``up/down`` stays within :data:`MAX_MATRIX` entries."""
+    _, p_out, _, rows = _layout(up, down)
+    return p_out * rows <= MAX_MATRIX
+
+
 @functools.lru_cache(maxsize=16)
 def phase_matrix(up: int, down: int) -> tuple[np.ndarray, int, int, int]:
     """``(G, offset, P, D)``: output ``P * s + r`` is ``x[D * s + offset:][:span] @ G[:, r]`` (``x`` zero
@@ -81,8 +87,7 @@ def resample_poly(x: np.ndarray, up: int, down: int) -> np.ndarray:
     """``x`` resampled by ``up/down``: ``ceil(len(x) * up / down)`` float32 samples, equal to scipy's
     ``resample_poly(x, up, down)`` with its default filter (zero padding at both ends)."""
     x = np.asarray(x, dtype=np.float32)
-    _, p_out, d_in, rows_needed = _layout(up, down)
-    if p_out * rows_needed > MAX_MATRIX:
+    if not matrix_fits(up, down):
         from scipy.signal import resample_poly as scipy_resample_poly
 
         return np.asarray(scipy_resample_poly(x, up, down, window=resample_filter(up, down)), dtype=np.float32)
