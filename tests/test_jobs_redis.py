@@ -149,3 +149,28 @@ def test_sweep_puts_back_a_job_lost_between_pop_and_start(conn: redis.Redis, tmp
     assert sweep(conn, timing, 60, "t").orphans == [job_id]
     assert conn.lrange("rq:queue:convert", 0, -1) == [job_id.encode()]
     assert "put back on the queue" in logs.lines(conn, job_id)[-1]
+
+
+def test_recent_failures_are_newest_first_even_within_one_second(conn: redis.Redis) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from rq.job import Job, JobStatus
+
+    from workers.connection import SERIALIZER
+    from workers.enqueue import get_queue
+    from workers.status import recent_failures
+
+    registry = get_queue(conn).failed_job_registry
+    ended = datetime.now(timezone.utc)
+    # Job ids in the reverse of their end order: a tie in the registry's whole-second score falls back to
+    # the ids' order, which is the wrong one here.
+    for i, job_id in enumerate(["c-oldest", "b-middle", "a-newest"]):
+        enqueue(conn, "convert", {}, limits=limits(), job_id=job_id)
+        get_queue(conn).remove(job_id)
+        job = Job.fetch(job_id, connection=conn, serializer=SERIALIZER)
+        job.ended_at = ended + timedelta(milliseconds=100 * i)
+        job.set_status(JobStatus.FAILED)
+        job.save()
+        conn.zadd(registry.key, {job_id: 2_000_000_000})
+    assert [f["job_id"] for f in recent_failures(conn)] == ["a-newest", "b-middle", "c-oldest"]
+    assert [f["job_id"] for f in recent_failures(conn, limit=2)] == ["a-newest", "b-middle"]

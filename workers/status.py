@@ -79,17 +79,23 @@ def queues(conn: redis.Redis) -> list[dict[str, Any]]:
 
 
 def recent_failures(conn: redis.Redis, limit: int = RECENT_FAILURES) -> list[dict[str, Any]]:
-    """The latest failed (or cancelled) jobs across queues, newest first, with their one-line reason."""
+    """The latest failed (or cancelled) jobs across queues, newest first, with their one-line reason.
+
+    Newest by the time each job ended: a failed-job registry's score is when the entry expires, in whole
+    seconds, so jobs that failed within the same second tie there. Each queue's candidates are its
+    ``limit`` highest scores and every entry tied with the lowest of them."""
     from workers.enqueue import describe_job
 
-    ids: list[tuple[float, str]] = []
+    ids: list[str] = []
     for name in queue_names(conn):
-        q = Queue(name, connection=conn, serializer=SERIALIZER)
-        ids += [(score, jid.decode()) for jid, score in
-                conn.zrevrange(q.failed_job_registry.key, 0, limit - 1, withscores=True)]
-    ids.sort(reverse=True)
-    jobs = Job.fetch_many([i for _, i in ids[:limit]], connection=conn, serializer=SERIALIZER)
-    return [describe_job(j, with_result=False) for j in jobs if j is not None]
+        key = Queue(name, connection=conn, serializer=SERIALIZER).failed_job_registry.key
+        top = conn.zrevrange(key, 0, limit - 1, withscores=True)
+        if top:
+            ids += [jid.decode() for jid in conn.zrangebyscore(key, top[-1][1], "+inf")]
+    jobs = Job.fetch_many(ids, connection=conn, serializer=SERIALIZER)
+    described = [describe_job(j, with_result=False) for j in jobs if j is not None]
+    described.sort(key=lambda d: d["ended_at"] or d["enqueued_at"] or 0.0, reverse=True)
+    return described[:limit]
 
 
 def redis_summary(conn: redis.Redis) -> dict[str, Any]:
