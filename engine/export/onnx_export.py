@@ -82,7 +82,7 @@ def inference_copy(model: SVCModel) -> SVCModel:
 
 
 @contextlib.contextmanager
-def _quiet_exporter() -> Iterator[None]:
+def quiet_exporter() -> Iterator[None]:
     """Keep the exporter's per-initializer INFO lines, its note that torchvision ops are not registered, and
     its axis-naming and deprecation warnings out of the user's log (export errors still raise)."""
     loggers = [logging.getLogger(n) for n in ("onnx_ir", "onnxscript", "torch.onnx", "torch.export")]
@@ -163,7 +163,7 @@ def export_component(model: SVCModel, component: str, path: Path, opset: int = D
     args = tuple(torch.from_numpy(example[s.name]) for s in spec.inputs)
     ins, outs = COMPONENT_IO[component]
     try:
-        with _quiet_exporter():
+        with quiet_exporter():
             torch.onnx.export(module, args, str(path), input_names=list(ins), output_names=list(outs),
                               opset_version=opset, dynamo=True, external_data=False, verbose=False,
                               dynamic_shapes=_dynamic_shapes(spec, hop),
