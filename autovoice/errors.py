@@ -7,7 +7,9 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from engine.config import ConfigError
     from engine.errors import AutoVoiceError
 
-    errors: list[type[BaseException]] = [AutoVoiceError, ConfigError, FileNotFoundError, PermissionError]
+    # Path mistakes name the path: a missing or unwritable one, or a file where a folder belongs (and back).
+    errors: list[type[BaseException]] = [AutoVoiceError, ConfigError, FileNotFoundError, PermissionError,
+                                         NotADirectoryError, IsADirectoryError, FileExistsError]
     try:  # the studio-only install has no worker package dependencies
         from workers.errors import WorkerError
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from engine.errors import AudioInputError
+from engine.errors import AudioInputError, AutoVoiceError
 from engine.resample import resample_poly
 
 MIN_SAMPLE_RATE = 8000
@@ -112,9 +112,11 @@ class AudioSource:
                 raise AudioInputError(f"{self.info.path.name}: file is truncated (expected {n_total} frames, "
                                       f"could read only {lo + block.shape[0]})")
             mono = _channel_mean(block)
-            if not np.all(np.isfinite(mono)):
+            finite = np.isfinite(mono)
+            if not finite.all():
+                first = lo + int(np.argmin(finite))
                 raise AudioInputError(f"{self.info.path.name}: audio contains NaN or infinite samples "
-                                      f"(near {lo / self.info.sample_rate:.2f} s)")
+                                      f"(the first at {first / self.info.sample_rate:.2f} s)")
             out[lo - start: hi - start] = mono
         return out
 
@@ -221,6 +223,21 @@ def output_format(path: str | Path, fmt: str | None) -> tuple[str, str]:
     return OUTPUT_FORMATS[name]
 
 
+def check_output_path(path: str | Path, fmt: str | None = None) -> None:
+    """Refuse an output path that cannot take a new audio file, before any work: a folder, something other
+    than a regular file (a device would be replaced by the file), a file where a folder is needed, or a
+    format the writer does not have."""
+    p = Path(path)
+    output_format(p, fmt)
+    if p.is_dir():
+        raise AudioInputError(f"{p} is a folder; give the output file's path, e.g. {p / 'output.wav'}")
+    if p.exists() and not p.is_file():
+        raise AudioInputError(f"{p} is not a regular file; it is not replaced")
+    blocking = next((q for q in p.parents if q.exists() and not q.is_dir()), None)
+    if blocking is not None:
+        raise AudioInputError(f"cannot write {p}: {blocking} is a file, not a folder")
+
+
 class AtomicAudioWriter:
     """Write audio block by block to a temporary file, renamed into place only on :meth:`commit`.
 
@@ -230,11 +247,17 @@ class AtomicAudioWriter:
 
     def __init__(self, path: str | Path, sample_rate: int, fmt: str | None = None) -> None:
         self.path = Path(path)
+        check_output_path(self.path, fmt)
         self.format, self.subtype = output_format(self.path, fmt)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial")
-        self._fh = sf.SoundFile(str(self.tmp), mode="w", samplerate=sample_rate, channels=1,
-                                format=self.format, subtype=self.subtype)
+        self.tmp.touch()  # an unwritable folder fails here with the system's reason (libsndfile gives none)
+        try:
+            self._fh = sf.SoundFile(str(self.tmp), mode="w", samplerate=sample_rate, channels=1,
+                                    format=self.format, subtype=self.subtype)
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            self.tmp.unlink(missing_ok=True)
+            raise AutoVoiceError(f"cannot write {self.path}: {exc}") from None
         self.written = 0
 
     def write(self, block: np.ndarray) -> None:

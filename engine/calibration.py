@@ -40,6 +40,7 @@ DEFAULT_MAX_CROPS = 48
 MAX_CROPS_PER_FILE = 8
 MIN_VOICED_FRACTION = 0.6
 META_KEY = "meta/info"
+MIN_EXAMPLE_FRAMES = 50  # 0.5 s: the F0 tracker that judges INT8 needs several of its windows
 
 
 class CalibrationError(AutoVoiceError):
@@ -142,6 +143,14 @@ def make_calibration_set(cfg: Config, source: str | Path, output: str | Path, *,
         CalibrationError: the source is unusable (unsafe zip, too many files, no usable voiced audio).
     """
     say = log_line or (lambda line: log.info("%s", line))
+    if max_crops < 1:
+        raise CalibrationError(f"the most crops to keep must be at least 1, not {max_crops}")
+    out = Path(output)
+    if out.is_dir():
+        raise CalibrationError(f"{out} is a folder; give the calibration file's path, e.g. {out / 'calibration.npz'}")
+    if any(p.exists() and not p.is_dir() for p in out.parents):
+        raise CalibrationError(f"cannot write {out}: {next(p for p in out.parents if p.exists() and not p.is_dir())} "
+                               "is a file, not a folder")
     rejected: list[dict[str, str]] = []
     with tempfile.TemporaryDirectory(prefix="autovoice-calib-") as tmp:
         files = _audio_files(Path(source), Path(tmp), rejected)  # an unsafe zip fails here, before any work
@@ -196,7 +205,6 @@ def make_calibration_set(cfg: Config, source: str | Path, output: str | Path, *,
             "crop_seconds": cfg.quantization.crop_seconds, "files": [p[0] for p in plans],
             "voices": [v.name for v in speakers]}
     arrays[META_KEY] = np.array(json.dumps(meta))
-    out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = out.with_name(f".{out.name}.{os.getpid()}.partial")
     try:
@@ -224,6 +232,8 @@ def load_calibration(path: str | Path, specs: dict[str, ComponentSpec] | None = 
     path = Path(path)
     if not path.is_file():
         raise CalibrationError(f"calibration file not found: {path}")
+    if not zipfile.is_zipfile(path):  # np.load would read anything else as a .npy array or as pickle
+        raise CalibrationError(f"{path.name}: not an NPZ archive; make a calibration set with `autovoice calibrate`")
     try:
         with np.load(path, allow_pickle=False) as npz:
             data = {k: npz[k] for k in npz.files}
@@ -235,8 +245,7 @@ def load_calibration(path: str | Path, specs: dict[str, ComponentSpec] | None = 
         raise CalibrationError(f"{path.name}: not a readable NPZ ({exc})") from None
     except (OSError, zipfile.BadZipFile, EOFError) as exc:
         raise CalibrationError(f"{path.name}: not a calibration NPZ ({exc})") from None
-    meta_raw = data.pop(META_KEY, None)
-    meta = json.loads(str(meta_raw)) if meta_raw is not None and meta_raw.dtype.kind == "U" else {}
+    meta = _meta(path, data.pop(META_KEY, None))
     if checkpoint_sha256 and meta.get("checkpoint_sha256") != checkpoint_sha256:
         raise CalibrationError(f"{path.name} was recorded with checkpoint {str(meta.get('checkpoint_sha256'))[:12]}, "
                                f"the checkpoint in use is {checkpoint_sha256[:12]}; run `autovoice calibrate` again")
@@ -246,12 +255,21 @@ def load_calibration(path: str | Path, specs: dict[str, ComponentSpec] | None = 
         raise CalibrationError(f"{path.name}: not an AutoVoice calibration set (missing {', '.join(missing[:4])})")
     counts = {v.shape[0] if v.ndim else -1 for v in data.values()}
     for key, value in data.items():
-        if value.dtype != np.float32 or not np.all(np.isfinite(value)):
-            raise CalibrationError(f"{path.name}: {key} must be finite float32, is {value.dtype}")
+        if value.dtype != np.float32:
+            raise CalibrationError(f"{path.name}: {key} must be float32, is {value.dtype}")
+        if not np.all(np.isfinite(value)):
+            raise CalibrationError(f"{path.name}: {key} holds NaN or infinite values")
     if len(counts) != 1 or counts.pop() < 1:
         raise CalibrationError(f"{path.name}: arrays disagree on the number of examples")
+    f0 = data["pitch_encoder/f0"]
+    if f0.ndim != 2 or f0.shape[1] < MIN_EXAMPLE_FRAMES:
+        raise CalibrationError(f"{path.name}: pitch_encoder/f0 has shape {f0.shape}; each example needs at least "
+                               f"{MIN_EXAMPLE_FRAMES} frames")
+    if not np.any(f0 > 0):
+        raise CalibrationError(f"{path.name}: no example has a voiced frame (F0 is 0 throughout): silence cannot "
+                               "calibrate a voice model")
     if specs is not None and hop is not None:
-        frames = data["pitch_encoder/f0"].shape[1]
+        frames = f0.shape[1]
         for c, spec in specs.items():
             for ts in spec.inputs:
                 shape = ts.shape(1, frames, hop)
@@ -261,6 +279,19 @@ def load_calibration(path: str | Path, specs: dict[str, ComponentSpec] | None = 
                     raise CalibrationError(f"{path.name}: {c}/{ts.name} has shape {got} per example, the model "
                                            f"needs {want}: it was recorded for another model")
     return data
+
+
+def _meta(path: Path, raw: np.ndarray | None) -> dict:
+    """The set's ``meta/info`` record (a JSON object), or ``{}`` where the set has none."""
+    if raw is None:
+        return {}
+    try:
+        meta = json.loads(str(raw)) if raw.dtype.kind == "U" and raw.ndim == 0 else None
+    except json.JSONDecodeError:
+        meta = None
+    if not isinstance(meta, dict):
+        raise CalibrationError(f"{path.name}: {META_KEY} is not the JSON record `autovoice calibrate` writes")
+    return meta
 
 
 def examples(data: dict[str, np.ndarray], spec: ComponentSpec) -> Iterator[dict[str, np.ndarray]]:

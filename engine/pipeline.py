@@ -24,6 +24,7 @@ from engine.errors import AudioInputError, Cancelled
 from engine.f0 import extract_f0, median_f0, suggest_transpose, transpose
 from engine.models.vocoder import frame_start_phases
 from engine.noise import positional_noise
+from engine.options import MAX_OUTPUT_RATE, MIN_OUTPUT_RATE, ConvertOptions, check_options
 from engine.runners import Runners
 from engine.voices import VoiceProfile
 
@@ -38,16 +39,6 @@ MAX_GAIN = 30.0
 PEAK_CEILING = 0.79               # -2 dBFS: headroom for the output resampler's inter-sample peaks
 
 ProgressFn = Callable[[str, int, int], None]
-
-
-@dataclass
-class ConvertOptions:
-    transpose: float | str = 0.0      # semitones, or "auto"
-    f0_method: str | None = None      # default from config
-    seed: int | None = None
-    temperature: float | None = None
-    sample_rate: int | None = None    # output rate; default: the input's
-    format: str | None = None         # wav | flac | ogg; default: from the output suffix
 
 
 @dataclass
@@ -103,6 +94,9 @@ class Converter:
     def analyse(self, src: AudioSource, method: str, progress: ProgressFn | None = None) -> Analysis:
         hop, sr = self.hop, self.sr
         n_frames = math.ceil(src.length / hop)
+        if n_frames == 0:
+            raise AudioInputError(f"{src.info.path.name}: {src.info.frames} sample(s) at {src.info.sample_rate} Hz "
+                                  "is too short to convert")
         block = int(ANALYSIS_BLOCK_SECONDS * sr) // hop  # frames
         ctx = ANALYSIS_CONTEXT_FRAMES
         rms = np.zeros(n_frames)
@@ -118,9 +112,9 @@ class Converter:
             if progress:
                 progress("analysing", i + 1, total)
         energy_db = 20 * np.log10(rms)
-        if energy_db.size == 0 or float(energy_db.max()) < SILENT_DBFS:
+        if float(energy_db.max()) < SILENT_DBFS:
             raise AudioInputError(f"{src.info.path.name}: the input is silent (loudest frame "
-                                  f"{float(energy_db.max()) if energy_db.size else -math.inf:.0f} dBFS)")
+                                  f"{float(energy_db.max()):.0f} dBFS)")
         return Analysis(energy_db=energy_db, rms=rms, f0=f0)
 
     # -- one chunk ----------------------------------------------------------------------------------------
@@ -172,6 +166,7 @@ class Converter:
             Cancelled: ``should_stop()`` returned true between chunks (nothing is written).
         """
         opts = options or ConvertOptions()
+        check_options(opts)
         inf = self.cfg.inference
         method = opts.f0_method or inf.f0_method
         seed = inf.seed if opts.seed is None else int(opts.seed)
@@ -182,9 +177,10 @@ class Converter:
         # An input within one analysis block is read whole by the first pass: keep it for the second.
         with AudioSource(input_path, self.sr, inf.max_input_seconds, ANALYSIS_BLOCK_SECONDS) as src:
             info = src.info
-            out_sr = int(opts.sample_rate or info.sample_rate)
-            if not 8000 <= out_sr <= 192000:
-                raise AudioInputError(f"output sample rate {out_sr} Hz is outside 8000-192000 Hz")
+            out_sr = info.sample_rate if opts.sample_rate is None else opts.sample_rate
+            if not MIN_OUTPUT_RATE <= out_sr <= MAX_OUTPUT_RATE:
+                raise AudioInputError(f"output sample rate {out_sr} Hz is outside {MIN_OUTPUT_RATE}-"
+                                      f"{MAX_OUTPUT_RATE} Hz; give --sample-rate")
             say(f"input {info.path.name}: {info.duration:.2f} s, {info.sample_rate} Hz, {info.channels} ch")
             analysis = self.analyse(src, method, progress)
             src_median = median_f0(analysis.f0)

@@ -48,6 +48,27 @@ def configure_threads(cfg: Config) -> int:
     return threads
 
 
+def check_device(device: str) -> str:
+    """``device`` if this process can run torch on it, else :class:`ArtifactError` saying why not."""
+    import re
+
+    import torch
+
+    from engine.errors import ArtifactError
+
+    match = re.fullmatch(r"cpu|cuda(?::(\d+))?", device)
+    if not match:
+        raise ArtifactError(f"device {device!r} is not one of cpu, cuda, cuda:N")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ArtifactError(f"device {device}: no CUDA GPU is visible to this process (this torch is "
+                                f"{torch.__version__}); use --device cpu")
+        index = int(match.group(1) or 0)
+        if index >= torch.cuda.device_count():
+            raise ArtifactError(f"device {device}: this host has {torch.cuda.device_count()} CUDA GPU(s)")
+    return device
+
+
 def load_runners(cfg: Config, backend: str = "torch", precision: str = "fp32",
                  engine_dir: str | Path | None = None, device: str | None = None) -> Runners:
     """Load every component for ``backend`` (see :mod:`engine.backends.select` for the others).
@@ -57,7 +78,7 @@ def load_runners(cfg: Config, backend: str = "torch", precision: str = "fp32",
     """
     from engine.allocator import retain_freed_memory
 
-    device = device or cfg.runtime.device
+    device = check_device(device or cfg.runtime.device)
     configure_threads(cfg)
     retain_freed_memory()
     from engine.pretrained.attach import load_configured_checkpoint

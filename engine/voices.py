@@ -7,6 +7,7 @@ with ``allow_pickle=False``. Built-in voices ship with the demo model; user voic
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 import tempfile
@@ -23,8 +24,11 @@ from engine.errors import VoiceError
 from engine.f0 import extract_f0, median_f0
 from engine.speaker import EMBEDDING_DIM, SAMPLE_RATE, SpeakerEncoder
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+log = logging.getLogger(__name__)
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")  # \Z: "$" also matches before a final newline
 MAX_REFERENCE_SECONDS = 120.0
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 
 
 @dataclass
@@ -46,6 +50,9 @@ class VoiceProfile:
 def validate_name(name: str) -> str:
     if not NAME_RE.match(name or ""):
         raise VoiceError(f"invalid voice name {name!r}: use 1-64 letters, digits, '.', '_' or '-'")
+    if Path(name).suffix.lower() in AUDIO_SUFFIXES:
+        raise VoiceError(f"invalid voice name {name!r}: a name ending in {Path(name).suffix} would be read as a "
+                         "reference file")
     return name
 
 
@@ -83,7 +90,14 @@ class VoiceStore:
         return list(seen)
 
     def profiles(self) -> list[VoiceProfile]:
-        return [self.get(n) for n in self.names()]
+        """Every readable voice; one that cannot be read is left out with a warning naming why."""
+        out = []
+        for name in self.names():
+            try:
+                out.append(self.get(name))
+            except VoiceError as exc:
+                log.warning("%s", exc)
+        return out
 
     def get(self, name: str) -> VoiceProfile:
         validate_name(name)
@@ -101,13 +115,21 @@ class VoiceStore:
 
     @staticmethod
     def _read(folder: Path, source: str) -> VoiceProfile:
-        meta = json.loads((folder / "profile.json").read_text())
-        emb = np.load(folder / "embedding.npy", allow_pickle=False)
+        try:
+            meta = json.loads((folder / "profile.json").read_text())
+            emb = np.load(folder / "embedding.npy", allow_pickle=False)
+            median = meta.get("median_f0")
+            profile = VoiceProfile(name=str(meta["name"]), embedding=emb, median_f0=None if median is None
+                                   else float(median), n_clips=int(meta.get("n_clips", 1)),
+                                   seconds=float(meta.get("seconds", 0.0)), created=float(meta.get("created", 0.0)),
+                                   source=source)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise VoiceError(f"voice {folder.name}: its profile in {folder} is unreadable ({exc}); delete it and "
+                             "add it again") from None
         if emb.shape != (EMBEDDING_DIM,) or not np.all(np.isfinite(emb)):
             raise VoiceError(f"voice {folder.name}: embedding.npy is not a finite {EMBEDDING_DIM}-vector")
-        return VoiceProfile(name=meta["name"], embedding=emb.astype(np.float32), median_f0=meta.get("median_f0"),
-                            n_clips=int(meta.get("n_clips", 1)), seconds=float(meta.get("seconds", 0.0)),
-                            created=float(meta.get("created", 0.0)), source=source)
+        profile.embedding = emb.astype(np.float32)
+        return profile
 
     def save(self, profile: VoiceProfile, clips: Sequence[np.ndarray]) -> Path:
         """Write atomically: a temp folder renamed into place (replacing an older profile of that name)."""
@@ -131,7 +153,10 @@ class VoiceStore:
 
     def add(self, name: str, paths: Sequence[str | Path],
             encoder: SpeakerEncoder | None = None) -> VoiceProfile:
+        """Create the user voice ``name`` (replacing a user voice of that name; a built-in one is refused)."""
         validate_name(name)
+        if self.builtin_dir is not None and (self.builtin_dir / name / "profile.json").is_file():
+            raise VoiceError(f"{name!r} is a built-in voice; give the new voice another name")
         clips = [load_clip(p, SAMPLE_RATE, MAX_REFERENCE_SECONDS) for p in paths]
         profile = profile_from_clips(name, clips, encoder)
         self.save(profile, clips)
@@ -145,8 +170,6 @@ class VoiceStore:
         shutil.rmtree(folder)
 
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
-
 
 def default_store(cfg: object) -> VoiceStore:
     """The store of a config: user voices in the data dir, built-in ones beside the demo model."""
@@ -156,6 +179,8 @@ def default_store(cfg: object) -> VoiceStore:
 def resolve_voice(spec: str, store: VoiceStore) -> VoiceProfile:
     """``spec`` is a reference audio file (embedded on the fly) or the name of a stored voice."""
     path = Path(spec)
+    if path.suffix.lower() in AUDIO_SUFFIXES and not path.exists():
+        raise VoiceError(f"voice {spec!r}: no such reference file (voice names never end in {path.suffix})")
     if path.suffix.lower() in AUDIO_SUFFIXES or path.is_file():
         clip = load_clip(path, SAMPLE_RATE, MAX_REFERENCE_SECONDS)
         return profile_from_clips(path.stem if NAME_RE.match(path.stem) else "reference", [clip],

@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import stat
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -87,8 +88,13 @@ def extract_zip(path: Path, dest: Path, max_bytes: int) -> tuple[list[tuple[Path
                 rejected.append((name, "not an audio file (by its name)"))
                 continue
             out = dest / f"{n:04d}_{base}"
-            with zf.open(info) as src, out.open("wb") as dst:
-                shutil.copyfileobj(src, dst)
+            try:
+                with zf.open(info) as src, out.open("wb") as dst:
+                    shutil.copyfileobj(src, dst)
+            except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+                out.unlink(missing_ok=True)
+                rejected.append((name, f"corrupt in the zip ({exc})"))
+                continue
             files.append((out, name))
     return files, rejected
 

@@ -18,7 +18,7 @@ from studio.watch import watch
 from workers import voices as redis_voices
 from workers.errors import WorkerError
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # the engine's voice-name rule
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")  # the engine's voice-name rule (\Z, not $)
 COLUMNS = ["name", "source", "median F0 (Hz)", "clips", "seconds", "created", "by"]
 SUGGEST_SECONDS = 60.0
 

@@ -155,3 +155,27 @@ def test_same_seed_same_file(runs: dict[str, Run]) -> None:
 def test_convert_help_lists_the_flags(run_cli: CliRun) -> None:
     proc = run_cli(["convert", "--help"], timeout=60)
     assert proc.returncode == 0 and "--voice" in proc.stdout and "--sample-rate" in proc.stdout
+
+
+def test_sigterm_mid_conversion_leaves_no_partial_output(cli_env: dict[str, str], sung_clip: SungClip,
+                                                         tmp_path: Path) -> None:
+    import signal
+    import sys
+    import time
+
+    clip = sung_clip(seconds=240.0, path=tmp_path / "long.wav")
+    out_dir = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "autovoice", *_convert(clip, out_dir / "out.wav")],
+                            env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(out_dir.glob(".out.wav.*.partial")):  # the writer is open: conversion is under way
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-2000:]
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert err.rstrip().endswith("autovoice: terminated") and "Traceback" not in err
+    assert list(out_dir.iterdir()) == []

@@ -13,7 +13,7 @@ import torch
 
 from engine.checkpoint import file_sha256
 from engine.errors import ArtifactError
-from engine.export.manifest import GRAPH_REVISION, read_manifest, verify_artifact, write_manifest
+from engine.export.manifest import GRAPH_REVISION, QUANTIZATION_REVISION, read_manifest, verify_artifact, write_manifest
 from engine.export.onnx_export import PARITY_RTOL, relative_error, strip_weight_norm
 from engine.export.specs import component_specs, probe_inputs
 from engine.models.inference import COMPONENT_IO, inference_module
@@ -138,6 +138,35 @@ def test_stale_or_mismatched_artifacts_are_refused_with_the_reason(exported: Pat
     (folder / "content_encoder.json").write_text("{not json")
     with pytest.raises(ArtifactError, match="unreadable"):
         read_manifest(folder, "content_encoder")
+
+
+@pytest.mark.parametrize("edit, says", [
+    (lambda m: [1, 2], "a JSON list, not an object"),
+    (lambda m: m | {"checkpoint_sha256": 12345}, "checkpoint_sha256 is 12345, not str"),
+    (lambda m: m | {"graph_revision": "2"}, 'graph_revision is "2", not int'),
+    (lambda m: m | {"inputs": {}}, "inputs is {}, not list"),
+    (lambda m: {k: v for k, v in m.items() if k != "artifact"}, "missing 1 required positional argument"),
+])
+def test_an_edited_manifest_is_refused_as_unreadable(exported: Path, tmp_path: Path, edit, says: str) -> None:
+    folder = _copy(exported, tmp_path)
+    path = folder / "pitch_encoder.json"
+    path.write_text(json.dumps(edit(json.loads(path.read_text()))))
+    with pytest.raises(ArtifactError, match=r"pitch_encoder: manifest .* is unreadable \(.*") as exc:
+        read_manifest(folder, "pitch_encoder")
+    assert says in str(exc.value)
+
+
+def test_an_artifact_of_another_precision_is_refused(exported: Path, ckpt, tmp_path: Path) -> None:
+    folder = _copy(exported, tmp_path)
+    manifest = read_manifest(folder, "mel_projection")
+    manifest.precision = "int8"  # as if an int8 build had been copied where fp32 models belong
+    manifest.quantization_revision = QUANTIZATION_REVISION
+    write_manifest(folder, manifest)
+    with pytest.raises(ArtifactError, match="is an int8 artifact where fp32 ones belong"):
+        verify_artifact(folder, "mel_projection", ckpt.sha256, backends=("onnx",), precision="fp32")
+    assert verify_artifact(folder, "mel_projection", ckpt.sha256, backends=("onnx",), precision="int8")
+    # A build keeps FP32 for a component that fails the lower precision's limits: that one is allowed.
+    assert verify_artifact(folder, "vocoder", ckpt.sha256, backends=("onnx",), precision="int8")
 
 
 def test_a_stale_export_is_not_loaded_by_the_onnxruntime_backend(exported: Path, eng_cfg, ckpt, tmp_path) -> None:

@@ -174,3 +174,90 @@ def test_recent_failures_are_newest_first_even_within_one_second(conn: redis.Red
         conn.zadd(registry.key, {job_id: 2_000_000_000})
     assert [f["job_id"] for f in recent_failures(conn)] == ["a-newest", "b-middle", "c-oldest"]
     assert [f["job_id"] for f in recent_failures(conn, limit=2)] == ["a-newest", "b-middle"]
+
+
+def test_a_worker_name_left_by_a_killed_worker_is_taken_back_and_a_live_one_refused(conn: redis.Redis) -> None:
+    import os
+    import subprocess
+
+    from rq.worker import Worker
+
+    from workers.connection import SERIALIZER
+    from workers.serve import claim_name
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # its pid runs nothing now
+    for name, pid in (("killed", gone.pid), ("alive", os.getpid())):
+        Worker(["q"], connection=conn, name=name, serializer=SERIALIZER).register_birth()
+        conn.hset(keys.worker(name), mapping={"host": "h1", "pid": pid, "last_seen": time.time() - 3})
+    with pytest.raises(WorkerError, match=r"a worker named killed is registered \(host h1, pid \d+, last seen 3 s "
+                                          r"ago\); give another --name, or wait \d+ s"):
+        claim_name(conn, "killed", "h2")  # another host's process: this one cannot tell whether it runs
+    claim_name(conn, "killed", "h1")
+    assert not conn.exists("rq:worker:killed") and not conn.exists(keys.worker("killed"))
+    assert b"rq:worker:killed" not in conn.smembers("rq:workers")
+    Worker(["q"], connection=conn, name="killed", serializer=SERIALIZER).register_birth()  # the name is free
+    with pytest.raises(WorkerError, match="a worker named alive is registered"):
+        claim_name(conn, "alive", "h1")
+    claim_name(conn, "never-used", "h1")
+
+
+def test_status_counts_running_jobs_whose_lease_ran_out(conn: redis.Redis) -> None:
+    from rq.queue import Queue
+
+    from workers.connection import SERIALIZER
+    from workers.status import queues
+
+    q = Queue("convert", connection=conn, serializer=SERIALIZER)
+    conn.sadd(Queue.redis_queues_keys, q.key)
+    now = int(time.time())
+    conn.zadd(q.started_job_registry.key, {"dead:exec1": now - 5, "live:exec2": now + 30})
+    row = next(r for r in queues(conn) if r["name"] == "convert")
+    assert (row["started"], row["stalled"]) == (2, 1)
+
+
+def test_a_wav_output_too_large_to_store_is_refused_before_converting(tmp_path: Path) -> None:
+    from engine.audio import probe
+    from engine.options import ConvertOptions
+    from workers.jobs import _check_output_fits
+
+    path = tone_file(tmp_path / "ten.wav", 10.0)  # 10 s at 16 kHz
+    info = probe(path, 60.0)
+    mb = 2**20
+    _check_output_fits(info, ConvertOptions(), "ten.converted.wav", 1 * mb)  # 0.3 MB
+    with pytest.raises(WorkerError, match=r"the output would be 3.7 MB of WAV \(10 s at 192000 Hz\), more than the "
+                                          r"limit of 1 MB"):
+        _check_output_fits(info, ConvertOptions(sample_rate=192000), "ten.converted.wav", 1 * mb)
+    _check_output_fits(info, ConvertOptions(sample_rate=192000, format="flac"), "ten.converted.flac", 1 * mb)
+
+
+def test_submit_wait_reports_a_job_that_vanished_instead_of_waiting_forever(
+        conn: redis.Redis, queue_env: dict[str, str], tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from rq.job import Job
+
+    clip = tone_file(tmp_path / "in.wav", 1.0)
+    proc = subprocess.Popen([sys.executable, "-m", "autovoice", "submit", "convert", str(clip), "--voice",
+                             "testvoice", "--wait"], env=queue_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        job_id = wait_until_job(conn)
+        conn.delete(Job.key_for(job_id))  # as a Redis restarted without its data would have it: no worker here
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, err
+    record = json.loads(out.strip().splitlines()[-1])
+    assert record["job_id"] == job_id and f"no job {job_id}" in record["error"]
+
+
+def wait_until_job(conn: redis.Redis, timeout: float = 60.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ids = conn.zrange(keys.job_index(), 0, -1)
+        if ids:
+            return ids[0].decode()
+        time.sleep(0.05)
+    raise AssertionError("the job was never enqueued")

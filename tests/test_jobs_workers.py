@@ -18,7 +18,8 @@ import soundfile as sf
 from redis_support import WorkerPool, final_event, limits, submit, tone_file, wait_until
 
 from workers import blobs, logs
-from workers.enqueue import cancel, job_info, list_jobs, submit_create_voice, wait
+from workers.enqueue import cancel, enqueue, job_info, list_jobs, submit_create_voice, wait
+from workers.errors import WorkerError
 from workers.status import cluster_status
 
 pytestmark = pytest.mark.timeout(900)  # generous: a loaded machine can be 10x slower than CI
@@ -90,7 +91,16 @@ def test_bad_inputs_fail_that_job_only_and_at_once(conn: redis.Redis, workers: W
         bad[name] = submit(conn, tmp_path / name)
     good_clip = tone_file(tmp_path / "good.wav", 1.0)
     bad["unknown voice"] = submit(conn, good_clip, voice="nobody")
-    bad["bad transpose"] = submit(conn, good_clip, options={"transpose": 99})
+    before = len(conn.keys("*blob*"))
+    with pytest.raises(WorkerError, match=r"transpose must be 'auto' or a number of semitones within \+-36"):
+        submit(conn, good_clip, options={"transpose": 99})
+    assert len(conn.keys("*blob*")) <= before  # refused before the upload (finished jobs may drop theirs)
+    # A client that skips that check (a hand-made job, another version) meets the worker's own.
+    lim = limits()
+    blob = blobs.put_file(conn, good_clip, ttl=lim.retention_seconds, max_bytes=lim.max_blob_bytes)
+    bad["bad transpose"] = enqueue(conn, "convert", {"input_blob": blob, "voice": {"name": "testvoice"},
+                                                     "options": {"transpose": 99}, "backend": "torch",
+                                                     "precision": "fp32"}, limits=lim)
     good = submit(conn, good_clip)
     for what, job_id in bad.items():
         info = wait(conn, job_id, timeout=120)
@@ -232,6 +242,19 @@ def test_cli_submit_wait_jobs_and_status(conn: redis.Redis, workers: WorkerPool,
     assert any(q["name"] == "convert" and q["finished"] >= 2 for q in report["queues"])
     assert any(f["job_id"] == bad["job_id"] for f in report["failures"])
     assert "workers:" in run_cli(["status"], env=env).stdout
+
+    flac = run_cli(["submit", "convert", clip, "--voice", "testvoice", "--wait", "-o", tmp_path / "x.flac"], env=env)
+    assert flac.returncode == 0, flac.stderr
+    assert sf.info(str(tmp_path / "x.flac")).format == "FLAC"  # the name asks for FLAC: the worker writes it
+    (tmp_path / "afile").write_text("")
+    blocked = run_cli(["submit", "convert", clip, "--voice", "testvoice", "--wait", "-o",
+                       tmp_path / "afile" / "y.wav"], env=env)
+    assert blocked.returncode == 1 and "afile is a file, not a folder" in blocked.stderr
+    assert "submitted job" not in blocked.stderr  # refused before anything was uploaded or queued
+    slow = tone_file(tmp_path / "slow.wav", 30.0)
+    late = run_cli(["submit", "convert", slow, "--voice", "testvoice", "--wait", "--timeout", "0.2"], env=env)
+    timed_out = json.loads(late.stdout.strip().splitlines()[-1])
+    assert late.returncode == 1 and "did not finish within 0.2 s" in timed_out["error"], late.stdout
 
     down = run_cli(["status", "--redis", "redis://127.0.0.1:9/0"], env=env)
     assert down.returncode == 1 and "cannot reach Redis" in down.stderr and "Traceback" not in down.stderr

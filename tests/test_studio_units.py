@@ -107,6 +107,20 @@ def test_calibration_zip_links_and_size_caps(tmp_path: Path) -> None:
         extract_zip(big, tmp_path / "out2", 2**20)
 
 
+def test_a_corrupt_zip_entry_is_rejected_by_name(tmp_path: Path) -> None:
+    archive = tmp_path / "takes.zip"
+    with zipfile.ZipFile(archive, "w") as zf:  # stored: the payload's bytes sit in the file as they are
+        zf.writestr("good.wav", wav_bytes(tone(2.5), 16000))
+        zf.writestr("bad.wav", wav_bytes(tone(2.5, 22050), 22050))
+    raw = bytearray(archive.read_bytes())
+    raw[raw.rindex(b"RIFF") + 100] ^= 0xFF  # inside bad.wav's samples: its CRC no longer matches
+    archive.write_bytes(bytes(raw))
+    files, rejected = extract_zip(archive, tmp_path / "out", 10 * 2**20)
+    assert [name for _, name in files] == ["good.wav"]
+    assert rejected == [("bad.wav", "corrupt in the zip (Bad CRC-32 for file 'bad.wav')")]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0000_good.wav"]
+
+
 def test_calibration_summary_counts_and_reasons(tmp_path: Path) -> None:
     files = [write(tmp_path / "a.wav", wav_bytes(tone(2.5), 16000)),
              write(tmp_path / "short.wav", wav_bytes(tone(1.0), 16000)),

@@ -45,6 +45,7 @@ def test_sigkill_mid_job_retries_once_then_fails_with_reason(conn: redis.Redis, 
     ids = [submit(conn, clip) for _ in range(10)]
 
     victim = wait_until(lambda: _busy_with(conn, pid_b), 300, "worker B converting")
+    submitted_at = job_info(conn, victim)["enqueued_at"]
     workers_pool.signal(b, signal.SIGKILL)
     killed_at = time.time()
     # Detected and requeued (at the front) within a minute; worker A takes it over.
@@ -62,7 +63,9 @@ def test_sigkill_mid_job_retries_once_then_fails_with_reason(conn: redis.Redis, 
     assert list(statuses.values()).count("finished") >= 9
     assert conn.zcard("rq:wip:convert") == 0
     lost = job_info(conn, victim)
-    assert lost["status"] == "failed" and lost["retries"] == 2
+    # Retried once; its history keeps when it was submitted, and when it ended.
+    assert lost["status"] == "failed" and lost["retries"] == 1
+    assert lost["enqueued_at"] == submitted_at and lost["ended_at"] is not None and lost["ended_at"] > killed_at
     assert "stopped responding" in lost["error"] and "already been retried" in lost["error"], lost["error"]
     assert final_event(conn, victim).status == "failed"
     others = [i for i in infos if i["job_id"] != victim]

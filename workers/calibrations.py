@@ -18,7 +18,7 @@ from workers import keys, records
 from workers.errors import CalibrationNotFound, WorkerError
 
 MAX_SETS = 100
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")  # \Z: "$" also matches before a final newline
 
 
 def validate_name(name: str) -> str:

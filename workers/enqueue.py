@@ -22,7 +22,7 @@ from rq.queue import Queue
 from workers import blobs, calibrations, keys, logs
 from workers.connection import CONNECTION_ERRORS, SERIALIZER, with_backoff
 from workers.errors import JobNotFound, QueueFull, WorkerError
-from workers.settings import JobLimits, job_limits
+from workers.settings import MAX_ABANDONED_RETRIES, JobLimits, job_limits
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 FINAL_STATUSES = ("finished", "failed", "canceled")
@@ -89,13 +89,22 @@ def voice_spec(conn: redis.Redis, voice: str, limits: JobLimits) -> dict[str, st
 def submit_convert(conn: redis.Redis, input_path: str | Path, voice: str, *, options: dict[str, Any] | None = None,
                    backend: str = "auto", precision: str = "fp32", limits: JobLimits | None = None) -> str:
     """Upload ``input_path`` (and a reference clip, if ``voice`` is a file) and enqueue a conversion."""
+    from engine.errors import AutoVoiceError
+    from workers.jobs import convert_options
+
     lim = limits or job_limits()
     path = Path(input_path)
     if not path.is_file():
         raise WorkerError(f"input file not found: {input_path}")
+    try:  # the worker checks them again; a mistake is cheaper to report before the upload
+        convert_options(options)
+    except AutoVoiceError as exc:
+        raise WorkerError(str(exc)) from None
     if get_queue(conn).count >= lim.max_queue_length:  # refuse before uploading anything
         raise QueueFull(f"busy, try again later: the {keys.CONVERT_QUEUE} queue is full "
                         f"(limit {lim.max_queue_length}, jobs.max_queue_length)")
+    if Path(voice).suffix.lower() in AUDIO_SUFFIXES and not Path(voice).is_file():
+        raise WorkerError(f"reference clip not found: {voice}")  # before the input is uploaded for nothing
     input_blob = blobs.put_file(conn, path, ttl=lim.retention_seconds, max_bytes=lim.max_blob_bytes)
     spec = voice_spec(conn, voice, lim)
     return enqueue(conn, "convert", {"input_blob": input_blob, "voice": spec, "options": options or {},
@@ -218,6 +227,7 @@ def job_info(conn: redis.Redis, job_id: str, with_result: bool = True) -> dict[s
 def describe_job(job: Job, with_result: bool = True) -> dict[str, Any]:
     status = _status(job)
     enq, start, end = _epoch(job.enqueued_at), _epoch(job.started_at), _epoch(job.ended_at)
+    enq = job.meta.get("submitted_at", enq)  # a retried job was enqueued again: show when it was submitted
     if status in ("queued", "deferred", "scheduled"):
         start = end = None
     info: dict[str, Any] = {
@@ -227,7 +237,9 @@ def describe_job(job: Job, with_result: bool = True) -> dict[str, Any]:
         "wait_seconds": (start - enq) if enq is not None and start is not None else None,
         "run_seconds": (end - start) if start is not None and end is not None and status in FINAL_STATUSES
         else None,
-        "progress": job.meta.get("progress"), "retries": int(job.meta.get("abandoned", 0)),
+        # Each worker death counts in "abandoned"; only those up to the limit were retried.
+        "progress": job.meta.get("progress"),
+        "retries": min(int(job.meta.get("abandoned", 0)), MAX_ABANDONED_RETRIES),
         "error": _error(job, status),
     }
     if with_result:
@@ -242,10 +254,13 @@ def list_jobs(conn: redis.Redis, limit: int = 50) -> list[dict[str, Any]]:
     return [describe_job(j, with_result=False) for j in jobs if j is not None]
 
 
-def wait(conn: redis.Redis, job_id: str, timeout: float | None = None) -> dict[str, Any]:
+def wait(conn: redis.Redis, job_id: str, timeout: float | None = None,
+         on_log: Callable[[logs.LogEntry], None] | None = None) -> dict[str, Any]:
     """Block until the job is finished, failed or cancelled (riding out Redis restarts); return its info.
+    ``on_log`` is given each of the job's log entries as it is written, through the ``end`` event.
 
     Raises:
+        JobNotFound: the job is not (or no longer) in Redis: it expired, or Redis lost its data.
         WorkerError: ``timeout`` seconds passed first.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -254,14 +269,30 @@ def wait(conn: redis.Redis, job_id: str, timeout: float | None = None) -> dict[s
         try:
             status = conn.hget(f"{Job.redis_job_namespace_prefix}{job_id}", "status")
             if status is None:
-                raise JobNotFound(f"no job {job_id} (unknown, or expired after the retention period)")
+                raise JobNotFound(f"no job {job_id} (unknown, expired after the retention period, or lost by a "
+                                  "Redis restart)")
             if status.decode() in ("finished", "failed", "stopped", "canceled"):
+                if on_log:  # the worker writes the status, then the end event: wait a moment for the rest
+                    _drain_log(conn, job_id, after, on_log)
                 return job_info(conn, job_id)
             for entry in logs.read(conn, job_id, after=after, block_ms=500):
                 after = entry.entry_id
+                if on_log:
+                    on_log(entry)
         except CONNECTION_ERRORS:
             with_backoff(conn.ping, what=f"wait for job {job_id}", max_wait=300)
-    raise WorkerError(f"job {job_id} did not finish within {timeout:.0f} s")
+    raise WorkerError(f"job {job_id} did not finish within {timeout:g} s")
+
+
+def _drain_log(conn: redis.Redis, job_id: str, after: str, on_log: Callable[[logs.LogEntry], None],
+               seconds: float = 2.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for entry in logs.read(conn, job_id, after=after, block_ms=200):
+            after = entry.entry_id
+            on_log(entry)
+            if entry.is_end:
+                return
 
 
 def cancel(conn: redis.Redis, job_id: str, limits: JobLimits | None = None) -> str:

@@ -7,7 +7,6 @@ and log lines, store outputs in Redis. Engine imports stay inside the functions.
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 from workers import calibrations, keys, voices
 from workers.context import JobContext
 from workers.errors import VoiceNotFound, WorkerError
+from workers.scratch import scratch_dir
 
 OUTPUT_FORMATS = ("wav", "flac", "ogg")
 F0_DECIMALS = 1
@@ -44,31 +44,34 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
-def _options(options: dict[str, Any] | None) -> Any:
+def convert_options(options: dict[str, Any] | None) -> Any:
     """Validate the JSON conversion options into an engine ``ConvertOptions``."""
     from engine.errors import AudioInputError
-    from engine.pipeline import ConvertOptions
+    from engine.options import ConvertOptions, check_options
 
     opts = dict(options or {})
     unknown = sorted(set(opts) - {"transpose", "f0_method", "seed", "temperature", "sample_rate", "format"})
     if unknown:
         raise WorkerError(f"unknown conversion option(s): {', '.join(unknown)}")
-    transpose = opts.get("transpose", 0.0)
-    if transpose != "auto":
+
+    def number(key: str, kind: type) -> Any:
+        value = opts.get(key)
+        if value is None or value == "auto" and key == "transpose":
+            return value
         try:
-            transpose = float(transpose)
+            return kind(value)
         except (TypeError, ValueError):
-            raise AudioInputError(f"transpose must be a number of semitones or 'auto', not {transpose!r}") from None
-        if abs(transpose) > 36:
-            raise AudioInputError("transpose must be within +-36 semitones")
+            raise AudioInputError(f"{key} must be a number, not {value!r}") from None
+
     fmt = opts.get("format")
     if fmt is not None and fmt not in OUTPUT_FORMATS:
         raise AudioInputError(f"output format {fmt!r} is not supported; use one of {', '.join(OUTPUT_FORMATS)}")
-    return ConvertOptions(transpose=transpose, f0_method=opts.get("f0_method"),
-                          seed=None if opts.get("seed") is None else int(opts["seed"]),
-                          temperature=None if opts.get("temperature") is None else float(opts["temperature"]),
-                          sample_rate=None if opts.get("sample_rate") is None else int(opts["sample_rate"]),
-                          format=fmt)
+    transpose = number("transpose", float)
+    result = ConvertOptions(transpose=0.0 if transpose is None else transpose, f0_method=opts.get("f0_method"),
+                            seed=number("seed", int), temperature=number("temperature", float),
+                            sample_rate=number("sample_rate", int), format=fmt)
+    check_options(result)
+    return result
 
 
 def _voice(ctx: JobContext, spec: str | dict[str, Any], folder: Path) -> Any:
@@ -110,6 +113,22 @@ def _output_name(input_name: str, fmt: str | None) -> str:
     return f"{stem}.converted.{ext}"
 
 
+WAV_HEADER_BYTES = 44
+
+
+def _check_output_fits(info: Any, opts: Any, out_name: str, max_bytes: int) -> None:
+    """Refuse, before converting, a WAV output that would be too large to store (16-bit mono: its size is
+    known in advance; FLAC and Ogg compress by an amount only the audio decides)."""
+    if not out_name.endswith(".wav"):
+        return
+    rate = opts.sample_rate or info.sample_rate
+    size = round(info.frames * rate / info.sample_rate) * 2 + WAV_HEADER_BYTES
+    if size > max_bytes:
+        raise WorkerError(f"the output would be {size / 2**20:.1f} MB of WAV ({info.duration:.0f} s at {rate} Hz), "
+                          f"more than the limit of {max_bytes / 2**20:.0f} MB (jobs.max_blob_mb); ask for FLAC or "
+                          "Ogg, or a lower sample rate")
+
+
 def convert(input_blob: str, voice: str | dict[str, Any], options: dict[str, Any] | None = None,
             backend: str = "auto", precision: str = "fp32") -> dict[str, Any]:
     """Convert the audio in ``input_blob`` to ``voice``; the output is the blob ``<job id>-output``.
@@ -123,11 +142,12 @@ def convert(input_blob: str, voice: str | dict[str, Any], options: dict[str, Any
 
     ctx = JobContext.current()
     rt = ctx.runtime
-    opts = _options(options)
+    opts = convert_options(options)
     ctx.say(f"convert on worker {rt.worker_name} ({rt.host.host}, {rt.host.gpu})")
-    with tempfile.TemporaryDirectory(prefix="autovoice-job-") as tmp:
+    with scratch_dir("job") as tmp:
         in_path = ctx.fetch_input(input_blob, Path(tmp) / "in")
-        probe(in_path, rt.cfg.inference.max_input_seconds)  # refuse bad input before loading anything
+        info = probe(in_path, rt.cfg.inference.max_input_seconds)  # refuse bad input before loading anything
+        _check_output_fits(info, opts, _output_name(in_path.name, opts.format), rt.limits.max_blob_bytes)
         profile = _voice(ctx, voice, Path(tmp) / "voice")
         if ctx.should_stop():
             from engine.errors import Cancelled
@@ -163,7 +183,7 @@ def create_voice(name: str, clip_blobs: list[str]) -> dict[str, Any]:
     validate_name(name)
     if not clip_blobs:
         raise WorkerError(f"voice {name}: give at least one reference clip")
-    with tempfile.TemporaryDirectory(prefix="autovoice-voice-") as tmp:
+    with scratch_dir("voice") as tmp:
         clips = []
         for i, blob_id in enumerate(clip_blobs):
             path = ctx.fetch_input(blob_id, Path(tmp) / str(i))
@@ -189,7 +209,7 @@ def calibrate(name: str) -> dict[str, Any]:
     cfg = ctx.runtime.cfg
     speakers = [voices.load_profile(ctx.conn, m["name"]) for m in voices.list_meta(ctx.conn)[:MAX_SPEAKERS]]
     speakers += default_store(cfg).profiles()[: max(MAX_SPEAKERS - len(speakers), 0)]
-    with tempfile.TemporaryDirectory(prefix="autovoice-calib-") as tmp:
+    with scratch_dir("calib") as tmp:
         folder = Path(tmp) / "audio"
         files = calibrations.write_audio(ctx.conn, name, folder)
         ctx.say(f"calibration set {name}: {len(files)} file(s), {len(speakers)} voice(s) for the speaker input")
@@ -221,7 +241,7 @@ def build_engines(backend: str, precision: str, calibration: str | None = None) 
     try:
         if time.monotonic() - t0 > 1.0:
             ctx.say(f"waited {time.monotonic() - t0:.0f} s for another build on this host to finish")
-        with tempfile.TemporaryDirectory(prefix="autovoice-build-") as tmp:
+        with scratch_dir("build") as tmp:
             npz_path = None
             if calibration:
                 npz_path = Path(tmp) / "calibration.npz"

@@ -11,10 +11,13 @@ import logging
 import os
 import time
 
+import redis
+
 from workers import keys
 from workers.connection import connect, ping, with_backoff
 from workers.errors import RedisUnavailable
 from workers.hostinfo import cpu_count
+from workers.scratch import process_alive, sweep
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,33 @@ def pin_environment(gpu: int | None, workers_per_host: int | None = None) -> int
     return threads
 
 
+def claim_name(conn: redis.Redis, name: str, host: str) -> None:
+    """Take the worker name ``name``: refuse it while a live worker holds it; clear what a worker of this
+    host left when it was killed (its registration would block the name until it expires)."""
+    from rq.worker import Worker
+    from rq.worker_registration import unregister
+
+    from workers.connection import SERIALIZER
+    from workers.errors import WorkerError
+
+    rq_key = Worker.redis_worker_namespace_prefix + name
+    if not conn.exists(rq_key) or conn.hexists(rq_key, "death"):
+        return
+    beat = {k.decode(): v.decode() for k, v in conn.hgetall(keys.worker(name)).items()}
+    pid = int(beat.get("pid") or 0)
+    if beat.get("host") == host and pid and not process_alive(pid):
+        old = Worker.find_by_key(rq_key, connection=conn, serializer=SERIALIZER)
+        if old is not None:
+            unregister(old)
+        conn.delete(rq_key, keys.worker(name))
+        log.warning("worker %s: cleared the registration left by a stopped worker of that name (pid %d)", name, pid)
+        return
+    seen = float(beat.get("last_seen") or 0.0)
+    when = f", last seen {time.time() - seen:.0f} s ago" if seen else ""
+    raise WorkerError(f"a worker named {name} is registered (host {beat.get('host', '?')}, pid {pid or '?'}{when}); "
+                      f"give another --name, or wait {conn.ttl(rq_key)} s for its registration to expire")
+
+
 def serve(url: str | None, gpu: int | None, backend: str = "auto", precision: str = "fp32",
           burst: bool = False, preload: bool = True, name: str | None = None) -> int:
     """Run a worker until it is told to stop (or, with ``burst``, until its queues are empty).
@@ -69,6 +99,8 @@ def serve(url: str | None, gpu: int | None, backend: str = "auto", precision: st
     host = detect(gpu)
     label = host.gpu if gpu is None else f"gpu{gpu}"
     name = name or worker_name(host.host, label)
+    claim_name(conn, name, host.host)
+    sweep()
     runtime = rt_module.WorkerRuntime(conn, cfg, host, timing, name, backend, precision)
     rt_module.install(runtime)
     log.info("worker %s: %s (%s, %d MB), %d thread(s), queues %s and %s", name, host.host, host.gpu,

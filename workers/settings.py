@@ -14,6 +14,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+MAX_ABANDONED_RETRIES = 1  # a job whose worker dies is run once more, on another worker; the next death fails it
+
 
 def _env_float(name: str, default: float, environ: dict[str, str] | None = None) -> float:
     env = os.environ if environ is None else environ

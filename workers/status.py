@@ -71,10 +71,12 @@ def queues(conn: redis.Redis) -> list[dict[str, Any]]:
         with conn.pipeline() as pipe:
             pipe.llen(q.key)
             pipe.zcard(q.started_job_registry.key)
+            pipe.zcount(q.started_job_registry.key, 0, now)  # leases no heartbeat has extended: worker gone
             pipe.zcount(q.finished_job_registry.key, now, "+inf")
             pipe.zcount(q.failed_job_registry.key, now, "+inf")
-            waiting, started, finished, failed = pipe.execute()
-        out.append({"name": name, "waiting": waiting, "started": started, "finished": finished, "failed": failed})
+            waiting, started, stalled, finished, failed = pipe.execute()
+        out.append({"name": name, "waiting": waiting, "started": started, "stalled": stalled, "finished": finished,
+                    "failed": failed})
     return out
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import timezone
 
 import redis
 from rq.exceptions import NoSuchJobError
@@ -22,16 +23,16 @@ from rq.executions import WORKER_EXECUTIONS_KEY_TEMPLATE
 from rq.job import Job, JobStatus
 from rq.job_lifecycle import record_job_failure
 from rq.queue import Queue
-from rq.utils import parse_composite_key
+from rq.utils import now as rq_now
+from rq.utils import parse_composite_key, utcformat
 
 from workers import keys, logs
 from workers.connection import SERIALIZER
-from workers.settings import Timing
+from workers.settings import MAX_ABANDONED_RETRIES, Timing
 from workers.status import queue_names
 
 log = logging.getLogger(__name__)
 
-MAX_ABANDONED_RETRIES = 1
 ORPHAN_SCAN = 500  # most recent jobs checked for "queued but in no queue"
 
 
@@ -99,6 +100,9 @@ def _expired(conn: redis.Redis, queue: Queue, registry_key: str, entry: str, tim
     reason = (f"worker {owner or 'unknown'} stopped responding while running this job "
               f"(no heartbeat for over {timing.lease_ttl} s)")
     job.meta.update({"abandoned": attempts + 1, "abandoned_workers": dead})
+    if job.enqueued_at is not None:  # a requeue stamps a new enqueue time: keep when it was submitted
+        enqueued = job.enqueued_at if job.enqueued_at.tzinfo else job.enqueued_at.replace(tzinfo=timezone.utc)
+        job.meta.setdefault("submitted_at", enqueued.timestamp())
     with conn.pipeline() as pipe:
         pipe.multi()  # RQ's enqueue_job expects a pipeline already in MULTI when it is given one
         pipe.zrem(registry_key, entry)
@@ -111,9 +115,9 @@ def _expired(conn: redis.Redis, queue: Queue, registry_key: str, entry: str, tim
             queue.enqueue_job(job, pipeline=pipe, at_front=True)
         else:
             job.meta["error"] = f"{reason}; it had already been retried after worker {dead[0]} died, so it failed"
-            job.ended_at = None
+            job.ended_at = rq_now()
             record_job_failure(job, job.meta["error"], pipe)
-            pipe.hset(job.key, "meta", SERIALIZER.dumps(job.meta))
+            pipe.hset(job.key, mapping={"meta": SERIALIZER.dumps(job.meta), "ended_at": utcformat(job.ended_at)})
         pipe.execute()
     if attempts < MAX_ABANDONED_RETRIES:
         logs.append(conn, job_id, f"{reason}: retrying it on another worker "

@@ -168,8 +168,9 @@ class AutoVoiceWorker(SimpleWorker):
         """Notice when the sweep gave this job to another worker (this one looked dead): stop running it."""
         lost = self.connection.zscore(job.started_job_registry.key, execution.composite_key) is None
         if lost and self.current is not None and self.current[1] is execution and self.runtime.lease_lost != job.id:
-            log.warning("worker %s: job %s was handed to another worker; abandoning it at its next chunk",
-                        self.name, job.id)
+            log.warning("worker %s: job %s %s; abandoning it at its next chunk", self.name, job.id,
+                        "was handed to another worker" if self.connection.exists(job.key) else
+                        "is gone from Redis (a restart that lost its data?)")
             self.runtime.lease_lost = job.id
 
     def ensure_registered(self) -> None:
@@ -299,10 +300,13 @@ class AutoVoiceWorker(SimpleWorker):
         with self.connection.pipeline() as pipe:
             self.cleanup_execution(job, pipeline=pipe, execution=execution)
             pipe.execute()
-        logs.append(self.connection, job.id, f"worker {self.name} stopped running this job: it had been handed to "
-                                             "another worker", self.runtime.limits.retention_seconds)
-        log.warning("worker %s: job %s belongs to another worker now; its result here is discarded", self.name,
-                    job.id)
+        if self.connection.exists(job.key):
+            logs.append(self.connection, job.id, f"worker {self.name} stopped running this job: it had been "
+                                                 "handed to another worker", self.runtime.limits.retention_seconds)
+            log.warning("worker %s: job %s belongs to another worker now; its result here is discarded", self.name,
+                        job.id)
+        else:
+            log.warning("worker %s: job %s is gone from Redis; its result here is discarded", self.name, job.id)
         return True
 
     def _requeue(self, job: Job, queue: Queue, execution: Execution | None) -> None:

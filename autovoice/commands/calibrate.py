@@ -22,7 +22,8 @@ def run(args: argparse.Namespace) -> int:
     from engine.config import load_config
 
     cfg = load_config()
-    summary = make_calibration_set(cfg, args.source, args.output, max_crops=args.max_crops or DEFAULT_MAX_CROPS,
+    max_crops = DEFAULT_MAX_CROPS if args.max_crops is None else args.max_crops
+    summary = make_calibration_set(cfg, args.source, args.output, max_crops=max_crops,
                                    log_line=lambda line: print(line, file=sys.stderr),
                                    progress=progress_bar("calibrate"))
     if args.json:

@@ -18,6 +18,9 @@ def add_backend_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default from config)")
 
 
+_open_bars: list = []  # tqdm bars still drawing; an error message must start on a line of its own
+
+
 def progress_bar(desc: str) -> Callable[[str, int, int], None]:
     """A ``progress(stage, done, total)`` callback drawing one tqdm bar per stage on stderr."""
     from tqdm import tqdm
@@ -29,12 +32,20 @@ def progress_bar(desc: str) -> Callable[[str, int, int], None]:
         if bar is None:
             bar = bars[stage] = tqdm(total=total, desc=f"{desc} {stage}", unit="chunk" if stage != "analysing"
                                      else "block", file=sys.stderr, leave=True)
+            _open_bars.append(bar)
         bar.n = done
         bar.refresh()
         if done >= total:
             bar.close()
+            _open_bars.remove(bar)
 
     return update
+
+
+def close_progress_bars() -> None:
+    """End every unfinished bar's line (before an error message is printed)."""
+    while _open_bars:
+        _open_bars.pop().close()
 
 
 def warn_untrained(trained: bool) -> None:

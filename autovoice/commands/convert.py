@@ -29,30 +29,29 @@ def parse_transpose(value: str) -> float | str:
     if value == "auto":
         return "auto"
     try:
-        semitones = float(value)
+        return float(value)
     except ValueError:
         raise AutoVoiceError(f"--transpose must be a number of semitones or 'auto', not {value!r}") from None
-    if abs(semitones) > 36:
-        raise AutoVoiceError("--transpose must be within +-36 semitones")
-    return semitones
 
 
 def run(args: argparse.Namespace) -> int:
     from autovoice.commands.common import progress_bar, warn_untrained
-    from engine.audio import probe
+    from engine.audio import check_output_path, probe
     from engine.config import load_config
+    from engine.options import ConvertOptions, check_options
 
     cfg = load_config()
-    transpose = parse_transpose(args.transpose)
+    options = ConvertOptions(transpose=parse_transpose(args.transpose), f0_method=args.f0_method, seed=args.seed,
+                             temperature=args.temperature, sample_rate=args.sample_rate, format=args.format)
     # Refuse bad input before importing torch or loading any model: the answer comes in a second.
+    check_options(options)
+    check_output_path(args.output, args.format)
     probe(args.input, cfg.inference.max_input_seconds)
 
-    from engine.pipeline import Converter, ConvertOptions
+    from engine.pipeline import Converter
     from engine.runners import load_runners
     from engine.voices import default_store, resolve_voice
 
-    options = ConvertOptions(transpose=transpose, f0_method=args.f0_method, seed=args.seed,
-                             temperature=args.temperature, sample_rate=args.sample_rate, format=args.format)
     runners = load_runners(cfg, args.backend, args.precision, args.engine_dir, args.device)
     warn_untrained(runners.trained)
     voice = resolve_voice(args.voice, default_store(cfg))

@@ -30,6 +30,9 @@ def _print(report: dict[str, Any]) -> None:
     for q in report["queues"]:
         print(f"  {q['name']:40s} waiting {q['waiting']:4d}  running {q['started']:3d}  finished {q['finished']:5d}"
               f"  failed {q['failed']:4d}")
+        if q.get("stalled"):
+            print(f"    {q['stalled']} running job(s) with no heartbeat: their worker stopped; a live worker puts "
+                  "them back on the queue (once) or fails them")
     print("workers:" if report["workers"] else "workers: none alive (start one with `autovoice worker`)")
     for w in report["workers"]:
         job = w.get("current_job") or "-"

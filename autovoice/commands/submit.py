@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 
@@ -45,13 +46,20 @@ def _emit(record: dict[str, Any], full: bool) -> None:
 
 def run_convert(args: argparse.Namespace) -> int:
     from autovoice.commands.convert import parse_transpose
-    from workers import logs
+    from engine.audio import OUTPUT_FORMATS, check_output_path
     from workers.connection import connect, ping
     from workers.enqueue import fetch_output, job_info, submit_convert, wait
-    from workers.errors import QueueFull
+    from workers.errors import QueueFull, WorkerError
 
+    fmt = args.format
+    if args.output:
+        if not args.wait:
+            raise WorkerError("-o needs --wait: the output is fetched when the job has finished")
+        check_output_path(args.output, fmt)  # before any upload: a job whose result cannot be kept is waste
+        suffix = Path(args.output).suffix.lstrip(".").lower()
+        fmt = fmt or (suffix if suffix in OUTPUT_FORMATS else None)  # -o x.flac asks for FLAC
     options = {"transpose": parse_transpose(args.transpose), "f0_method": args.f0_method, "seed": args.seed,
-               "sample_rate": args.sample_rate, "format": args.format}
+               "sample_rate": args.sample_rate, "format": fmt}
     options = {k: v for k, v in options.items() if v is not None}
     conn = connect(args.redis)
     ping(conn)
@@ -65,11 +73,17 @@ def run_convert(args: argparse.Namespace) -> int:
     if not args.wait:
         _emit(job_info(conn, job_id), args.json)
         return 0
-    for entry in logs.follow(conn, job_id, timeout=args.timeout):
+
+    def show(entry: Any) -> None:
         if entry.line is not None:
             print(entry.line, file=sys.stderr, flush=True)
-    record = wait(conn, job_id, timeout=args.timeout)
-    if record["status"] == "finished" and args.output:
-        record["output"] = str(fetch_output(conn, record, args.output))
+
+    try:
+        record = wait(conn, job_id, timeout=args.timeout, on_log=show)
+        if record["status"] == "finished" and args.output:
+            record["output"] = str(fetch_output(conn, record, args.output))
+    except WorkerError as exc:  # timed out, the job vanished, or its output could not be fetched
+        _emit({"job_id": job_id, "status": "unknown", "error": str(exc)}, args.json)
+        return 1
     _emit(record, args.json)
     return 0 if record["status"] == "finished" else 1

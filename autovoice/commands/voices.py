@@ -29,9 +29,12 @@ def _store():
 
 
 def run_add(args: argparse.Namespace) -> int:
-    profile = _store().add(args.name, args.references)
+    store = _store()
+    replacing = (store.user_dir / args.name / "profile.json").is_file()
+    profile = store.add(args.name, args.references)
     f0 = f"{profile.median_f0:.1f} Hz" if profile.median_f0 else "unvoiced"
-    print(f"voice {profile.name}: {profile.n_clips} clip(s), {profile.seconds:.1f} s, median F0 {f0}")
+    print(f"voice {profile.name}: {profile.n_clips} clip(s), {profile.seconds:.1f} s, median F0 {f0}"
+          + (" (replaced the voice of that name)" if replacing else ""))
     return 0
 
 

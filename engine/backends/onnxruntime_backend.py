@@ -118,7 +118,8 @@ def load_ort_runner(cfg: Config, checkpoint_sha256: str, engine_dir: str | Path,
         if not (folder / f"{component}.json").is_file():
             reasons.append(f"no {component}.json in {folder}")
             continue
-        manifest, path = verify_artifact(folder, component, checkpoint_sha256, backends=ORT_BACKENDS)
+        manifest, path = verify_artifact(folder, component, checkpoint_sha256, backends=ORT_BACKENDS,
+                                         precision=precision)
         if manifest.backend == "onnx" and precision != "fp32":
             continue
         return OrtRunner(path, component, manifest.precision, thread_count(cfg), device, manifest,

@@ -155,5 +155,5 @@ def load_trt_runner(checkpoint_sha256: str, engine_dir: str | Path, component: s
                             f"{trt.__version__}) in {folder}; run `autovoice build-engines --backend tensorrt "
                             f"--precision {precision}` on this host")
     manifest, path = verify_artifact(folder, component, checkpoint_sha256, backends=("tensorrt",),
-                                     tensorrt_version=str(trt.__version__), compute_capability=cc)
+                                     precision=precision, tensorrt_version=str(trt.__version__), compute_capability=cc)
     return TrtRunner(path, component, manifest.precision, device, manifest)

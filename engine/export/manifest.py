@@ -11,6 +11,8 @@ import dataclasses
 import json
 import os
 import time
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,15 +78,31 @@ def write_manifest(folder: str | Path, manifest: Manifest) -> Path:
     return path
 
 
+def _check_types(m: Manifest) -> None:
+    """Raise ``TypeError`` naming the first field whose JSON value is not of the field's type."""
+    hints = typing.get_type_hints(Manifest)
+    for f in dataclasses.fields(Manifest):
+        hint = hints[f.name]
+        members = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+        allowed = tuple(typing.get_origin(t) or t for t in members)
+        value = getattr(m, f.name)
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            names = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
+            raise TypeError(f"{f.name} is {json.dumps(value)[:40]}, not {names}")
+
+
 def read_manifest(folder: str | Path, component: str) -> Manifest:
     path = manifest_path(folder, component)
     if not path.is_file():
         raise ArtifactError(f"{component}: no manifest at {path}")
     try:
         data = json.loads(path.read_text())
+        if not isinstance(data, dict):
+            raise TypeError(f"a JSON {type(data).__name__}, not an object")
         known = {f.name for f in dataclasses.fields(Manifest)}
         manifest = Manifest(**{k: v for k, v in data.items() if k in known})
-    except (json.JSONDecodeError, TypeError) as exc:
+        _check_types(manifest)
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as exc:
         raise ArtifactError(f"{component}: manifest {path} is unreadable ({exc})") from exc
     if manifest.format != MANIFEST_VERSION:
         raise ArtifactError(f"{component}: manifest {path} has format {manifest.format}, "
@@ -95,20 +113,23 @@ def read_manifest(folder: str | Path, component: str) -> Manifest:
 
 
 def verify_artifact(folder: str | Path, component: str, checkpoint_sha256: str, *,
-                    backends: tuple[str, ...], tensorrt_version: str | None = None,
+                    backends: tuple[str, ...], precision: str | None = None, tensorrt_version: str | None = None,
                     compute_capability: str | None = None) -> tuple[Manifest, Path]:
-    """Check one artifact is fresh; return its manifest and the artifact's path.
+    """Check one artifact is fresh; return its manifest and the artifact's path. With ``precision``, the
+    artifact must be of that precision or FP32 (a build keeps FP32 where the lower precision fails).
 
     Raises:
         ArtifactError: naming why it is stale or mismatched (checkpoint hash differs, file missing or
             changed, exported by an older graph revision or quantized by an older INT8 recipe, built by
-            another backend, TensorRT version or GPU differ).
+            another backend, precision, TensorRT version or GPU differ).
     """
     folder = Path(folder)
     m = read_manifest(folder, component)
     where = f"{component} ({m.backend}/{m.precision} in {folder})"
     if m.backend not in backends:
         raise ArtifactError(f"{where}: is a {m.backend} artifact, expected {' or '.join(backends)}")
+    if precision is not None and m.precision not in (precision, "fp32"):
+        raise ArtifactError(f"{where}: is an {m.precision} artifact where {precision} ones belong; rebuild it")
     if m.checkpoint_sha256 != checkpoint_sha256:
         raise ArtifactError(f"{where}: stale: made from checkpoint {m.checkpoint_sha256[:12]}, the checkpoint in use "
                             f"is {checkpoint_sha256[:12]}; rebuild it")

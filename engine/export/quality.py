@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from engine.backends.base import ComponentRunner
-from engine.calibration import examples
+from engine.calibration import CalibrationError, examples
 from engine.config import AudioConfig, Config, ModelConfig
 from engine.dsp import cents, log_mel, mel_filterbank, stft_basis
 from engine.export.specs import ComponentSpec
@@ -108,6 +108,9 @@ def gate(cfg: Config, model: ModelConfig, audio: AudioConfig, reference: Mapping
     judge = Judge(cfg, audio, data)
     base = run_chain(reference, data, model)
     base_f0, base_mel = judge.f0_error(base), judge.mel_db(base)
+    if not math.isfinite(base_f0):
+        raise CalibrationError("the FP32 pipeline sings no voiced frame where the calibration crops ask for "
+                               "one, so INT8 cannot be judged against it; calibrate with sung or spoken audio")
     say(f"FP32 reference: F0 error {base_f0:.1f} cents on {len(base)} calibration crop(s)")
 
     def measure(swap: Mapping[str, ComponentRunner]) -> tuple[float, float]:

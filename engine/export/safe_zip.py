@@ -1,10 +1,11 @@
 """Reading an uploaded zip (calibration audio) without trusting it.
 
 Refused as a whole, before anything is written: entries that leave the archive's folder (``../``,
-absolute paths, drive letters), symbolic links, encrypted entries, more than :data:`MAX_ENTRIES`
-entries, more than :data:`MAX_TOTAL_BYTES` uncompressed, or an entry compressed more than
-:data:`MAX_RATIO` to 1 (a zip bomb). Extraction then counts the bytes it really writes, so a header that
-lies about sizes cannot get past the caps either.
+absolute paths, drive letters), symbolic links, encrypted entries, a name used twice or as both a file
+and a folder, more than :data:`MAX_ENTRIES` entries, more than :data:`MAX_TOTAL_BYTES` uncompressed, or
+an entry compressed more than :data:`MAX_RATIO` to 1 (a zip bomb). Extraction then counts the bytes it
+really writes, so a header that lies about sizes cannot get past the caps either, and an entry that fails
+its CRC or does not inflate is refused by name.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import re
 import stat
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from engine.errors import AutoVoiceError
@@ -62,10 +64,26 @@ def check_zip(zf: zipfile.ZipFile, archive: str) -> list[tuple[zipfile.ZipInfo, 
             raise UnsafeArchiveError(f"{archive}: entry {info.filename!r} expands {ratio} times (limit {MAX_RATIO}); "
                                      "the zip is refused")
         files.append((info, rel))
+    _check_layout(archive, files)
     if total > MAX_TOTAL_BYTES:
         raise UnsafeArchiveError(f"{archive}: {total / 1024**3:.1f} GiB uncompressed is more than the limit of "
                                  f"{MAX_TOTAL_BYTES / 1024**3:.0f} GiB")
     return files
+
+
+def _check_layout(archive: str, files: list[tuple[zipfile.ZipInfo, PurePosixPath]]) -> None:
+    """Refuse two entries with one name, and a name that is a file in one entry and a folder in another."""
+    seen: dict[PurePosixPath, str] = {}
+    for info, rel in files:
+        if rel in seen:
+            raise UnsafeArchiveError(f"{archive}: entries {seen[rel]!r} and {info.filename!r} have the same name; "
+                                     "the zip is refused")
+        seen[rel] = info.filename
+    for info, rel in files:
+        for parent in rel.parents:
+            if parent in seen:
+                raise UnsafeArchiveError(f"{archive}: {seen[parent]!r} is a file and also the folder of "
+                                         f"{info.filename!r}; the zip is refused")
 
 
 def extract_zip(path: str | Path, dest: str | Path) -> list[Path]:
@@ -87,13 +105,17 @@ def extract_zip(path: str | Path, dest: str | Path) -> list[Path]:
                 raise UnsafeArchiveError(f"{path.name}: entry {info.filename!r} points outside the archive's folder")
             target.parent.mkdir(parents=True, exist_ok=True)
             size = 0
-            with zf.open(info) as src, open(target, "wb") as dst:
-                while block := src.read(CHUNK):
-                    size += len(block)
-                    written += len(block)
-                    if size > info.file_size or written > MAX_TOTAL_BYTES:
-                        raise UnsafeArchiveError(f"{path.name}: entry {info.filename!r} is larger than its header "
-                                                 "says; the zip is refused")
-                    dst.write(block)
+            try:
+                with zf.open(info) as src, open(target, "wb") as dst:
+                    while block := src.read(CHUNK):
+                        size += len(block)
+                        written += len(block)
+                        if size > info.file_size or written > MAX_TOTAL_BYTES:
+                            raise UnsafeArchiveError(f"{path.name}: entry {info.filename!r} is larger than its "
+                                                     "header says; the zip is refused")
+                        dst.write(block)
+            except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+                raise UnsafeArchiveError(f"{path.name}: entry {info.filename!r} is corrupt ({exc}); the zip is "
+                                         "refused") from None
             out.append(target)
         return out
