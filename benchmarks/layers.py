@@ -185,7 +185,7 @@ def measure(family: Family, width: int, frames: int, threads: int, rounds: int, 
     flops = count_flops(module, inputs)
     t_ms = {k: 1000 * float(np.median(v)) for k, v in times.items()}
     return {"name": family.name, "what": family.what, "gflop": round(flops / 1e9, 4),
-            "torch_ms": round(t_ms["torch"], 3), "onnxruntime_ms": round(t_ms["onnxruntime"], 3),
+            "torch_ms": round(t_ms["torch"], 4), "onnxruntime_ms": round(t_ms["onnxruntime"], 4),
             "ratio": round(t_ms["torch"] / t_ms["onnxruntime"], 3),
             "torch_gflops": round(flops / t_ms["torch"] / 1e6, 1) if flops else None,
             "onnxruntime_gflops": round(flops / t_ms["onnxruntime"] / 1e6, 1) if flops else None,

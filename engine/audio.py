@@ -161,7 +161,7 @@ def probe(path: str | Path, max_seconds: float) -> AudioInfo:
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
-        raise AudioInputError(f"{path.name}: not a readable audio file ({_short(exc)}); "
+        raise AudioInputError(f"{path.name}: not a readable audio file ({_open_error(exc)}); "
                               "use WAV, FLAC, OGG or MP3") from exc
     if info.format == "OGG" and not _ogg_ends(path):
         raise AudioInputError(f"{path.name}: file is truncated (the Ogg stream stops before its last page)")
@@ -202,6 +202,15 @@ def _ogg_ends(path: Path) -> bool:
     table = tail[at + 27: at + 27 + n_segments]
     page_end = at + 27 + n_segments + sum(table)
     return len(table) == n_segments and page_end <= len(tail) and bool(tail[at + 5] & 0x04)
+
+
+def _open_error(exc: BaseException) -> str:
+    """libsndfile's reason for not opening a file that exists, without its path, and without the guess it
+    makes for any stream it cannot parse ("does not exist or is not a regular file")."""
+    text = re.sub(r"^Error opening '.*?': ", "", _short(exc))
+    if "does not exist or is not a regular file" in text:
+        return "it could not be decoded: truncated or corrupt?"
+    return text.rstrip(".")
 
 
 def _short(exc: BaseException) -> str:

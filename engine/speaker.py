@@ -13,6 +13,7 @@ from engine.errors import VoiceError
 log = logging.getLogger(__name__)
 EMBEDDING_DIM = 256
 SAMPLE_RATE = 16000  # Resemblyzer's rate
+SILENT_PEAK = 1e-4  # below -80 dBFS everywhere: nothing to embed
 MIN_SPEECH_SECONDS = 0.5
 
 
@@ -41,7 +42,14 @@ class SpeakerEncoder:
             return cls._shared
 
     def embed_clip(self, clip: np.ndarray) -> np.ndarray:
-        wav = self._preprocess(np.asarray(clip, dtype=np.float32), SAMPLE_RATE)
+        clip = np.asarray(clip, dtype=np.float32)
+        # The encoder's level normalisation divides by the clip's RMS: say what is wrong before it warns.
+        if clip.shape[0] < MIN_SPEECH_SECONDS * SAMPLE_RATE:
+            raise VoiceError(f"reference clip is {clip.shape[0] / SAMPLE_RATE:.2f} s long; a voice needs at least "
+                             f"{MIN_SPEECH_SECONDS} s of it")
+        if not np.any(np.abs(clip) > SILENT_PEAK):
+            raise VoiceError("reference clip is silent; use a recording of the voice")
+        wav = self._preprocess(clip, SAMPLE_RATE)
         if wav.shape[0] < MIN_SPEECH_SECONDS * SAMPLE_RATE:
             raise VoiceError(f"reference clip has less than {MIN_SPEECH_SECONDS} s of voice after trimming "
                              "silence; use a longer recording")

@@ -15,7 +15,7 @@ from workers.status import live_workers, queues, recent_failures
 
 WORKER_COLUMNS = ["worker", "host", "GPU", "state", "current job", "heartbeat age (s)", "backend", "threads",
                   "done", "failed"]
-QUEUE_COLUMNS = ["queue", "waiting", "running", "finished", "failed"]
+QUEUE_COLUMNS = ["queue", "waiting", "running", "no heartbeat", "finished", "failed"]  # no heartbeat: worker gone
 FAILED_COLUMNS = ["ended", "job", "kind", "queue", "worker", "by", "error"]
 FAILED_SHOWN = 20
 
@@ -40,7 +40,8 @@ class WorkersHandlers:
         return out
 
     def queues_table(self) -> list[list[Any]]:
-        return [[q["name"], q["waiting"], q["started"], q["finished"], q["failed"]] for q in queues(self.studio.conn())]
+        return [[q["name"], q["waiting"], q["started"], q["stalled"], q["finished"], q["failed"]]
+                for q in queues(self.studio.conn())]
 
     def failed(self) -> list[dict[str, Any]]:
         return recent_failures(self.studio.conn(), FAILED_SHOWN)

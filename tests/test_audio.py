@@ -266,3 +266,14 @@ def test_format_flag_beats_suffix(tmp_path: Path) -> None:
     assert output_format(tmp_path / "x", None) == ("WAV", "PCM_16")
     with pytest.raises(AudioInputError, match="not supported"):
         output_format(tmp_path / "x.mp3", None)
+
+
+def test_a_truncated_mp3_is_called_undecodable_not_missing(tmp_path: Path) -> None:
+    t = np.arange(32000) / 16000
+    full = tmp_path / "full.mp3"
+    sf.write(str(full), 0.3 * np.sin(2 * np.pi * 220 * t), 16000, format="MP3")
+    cut = tmp_path / "cut.mp3"
+    cut.write_bytes(full.read_bytes()[:200])
+    with pytest.raises(AudioInputError, match=r"^cut.mp3: not a readable audio file \(it could not be decoded: "
+                                              r"truncated or corrupt\?\); use WAV, FLAC, OGG or MP3$"):
+        probe(cut, 60.0)

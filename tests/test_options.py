@@ -152,3 +152,17 @@ def test_convert_refuses_a_folder_or_a_device_as_its_output(run_cli: CliRun, sun
         assert result.returncode == 1 and says in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
     assert Path("/dev/null").is_char_device()
+
+
+def test_a_silent_or_tiny_reference_is_refused_without_the_encoders_warnings() -> None:
+    import warnings
+
+    from engine.speaker import SAMPLE_RATE, SpeakerEncoder
+
+    encoder = SpeakerEncoder.shared()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the encoder's own divide-by-zero warnings would fail the test
+        with pytest.raises(VoiceError, match="reference clip is silent; use a recording of the voice"):
+            encoder.embed_clip(np.zeros(2 * SAMPLE_RATE, np.float32))
+        with pytest.raises(VoiceError, match="reference clip is 0.00 s long; a voice needs at least 0.5 s"):
+            encoder.embed_clip(np.full(1, 0.1, np.float32))
