@@ -113,7 +113,8 @@ class Converter:
                 progress("analysing", i + 1, total)
         energy_db = 20 * np.log10(rms)
         if float(energy_db.max()) < SILENT_DBFS:
-            raise AudioInputError(f"{src.info.path.name}: the input is silent (loudest frame "
+            mixed = f" once its {src.info.channels} channels are mixed to mono" if src.info.channels > 1 else ""
+            raise AudioInputError(f"{src.info.path.name}: the input is silent{mixed} (loudest frame "
                                   f"{float(energy_db.max()):.0f} dBFS)")
         return Analysis(energy_db=energy_db, rms=rms, f0=f0)
 

@@ -195,3 +195,12 @@ def test_failures_leave_nothing_behind(make_converter: MakeConverter, sung_clip:
     with pytest.raises(expected):
         conv.convert_file(clip, out_dir / "out.wav", voice_profile, options, should_stop=stop)
     assert list(out_dir.iterdir()) == []
+
+
+def test_channels_that_cancel_in_the_mono_mix_are_named(make_converter: MakeConverter, voice_profile: VoiceProfile,
+                                                        tmp_path: Path) -> None:
+    x = 0.3 * np.sin(2 * np.pi * 220 * np.arange(16000) / 16000)
+    sf.write(str(tmp_path / "inverted.wav"), np.stack([x, -x], axis=1), 16000, subtype="FLOAT")
+    with pytest.raises(AudioInputError, match="inverted.wav: the input is silent once its 2 channels are mixed to "
+                                              "mono"):
+        make_converter().convert_file(tmp_path / "inverted.wav", tmp_path / "out.wav", voice_profile)
