@@ -216,7 +216,7 @@ def make_calibration_set(cfg: Config, source: str | Path, output: str | Path, *,
     summary = {"output": str(out), "files": len(plans), "crops": len(picks), "total_seconds": round(total_seconds, 3),
                "calibrated_seconds": round(len(picks) * crop_frames * hop / sr, 3), "rejected": rejected,
                "voices": meta["voices"], "sha256": file_sha256(out)}
-    say(f"calibration set {out.name}: {len(picks)} crop(s) of {cfg.quantization.crop_seconds:g} s from "
+    say(f"recorded {out.name}: {len(picks)} crop(s) of {cfg.quantization.crop_seconds:g} s from "
         f"{len(plans)} file(s) ({total_seconds:.1f} s of audio), {len(rejected)} rejected")
     return summary
 

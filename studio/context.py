@@ -22,7 +22,7 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
 
 from engine.config import Config, load_config
-from workers.connection import connect, describe, redis_url, with_backoff
+from workers.connection import connect, describe, redis_url, tcp_options, with_backoff
 from workers.settings import JobLimits, job_limits
 
 DEFAULT_PORT = 7860
@@ -71,9 +71,10 @@ class Studio:
         client = self._aconns.get(loop)
         if client is None:
             client = aredis.Redis.from_url(
-                str(self.url), socket_connect_timeout=5, socket_keepalive=True, health_check_interval=15,
+                str(self.url), socket_connect_timeout=5, health_check_interval=15,
                 retry=AsyncRetry(ExponentialBackoff(cap=1.0, base=0.05), retries=3),
-                retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError])
+                retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
+                **tcp_options(str(self.url)))
             self._aconns[loop] = client
         return client
 

@@ -79,7 +79,7 @@ class CalibrationHandlers:
         async for seen in watch(self.studio, {job_id: name}, first):
             if not seen.done:
                 yield gr.skip(), "\n".join(seen.lines), gr.skip()
-        tail = f"finished: calibration set {name} is ready" if seen.ok(job_id) else f"failed: {seen.reason(job_id)}"
+        tail = f"finished: calibration set {name} is ready" if seen.ok(job_id) else seen.reason(job_id)
         yield gr.skip(), "\n".join([*seen.lines, tail]), await asyncio.to_thread(self.table)
 
     def _store_and_enqueue(self, name: str, checked: Checked, user: str) -> str:

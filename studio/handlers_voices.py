@@ -16,6 +16,7 @@ from studio.context import Studio
 from studio.errors import StudioError, message
 from studio.watch import watch
 from workers import voices as redis_voices
+from workers.enqueue import AUDIO_SUFFIXES
 from workers.errors import WorkerError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")  # the engine's voice-name rule (\Z, not $)
@@ -94,6 +95,8 @@ class VoicesHandlers:
         try:
             if not NAME_RE.match(name):
                 raise StudioError("Give the voice a name: 1-64 letters, digits, '.', '_' or '-'.")
+            if Path(name).suffix.lower() in AUDIO_SUFFIXES:
+                raise StudioError(f"A voice name may not end in {Path(name).suffix}: it would be read as a file.")
             if not paths:
                 raise StudioError("Upload one or more reference clips of the voice.")
             for p in paths:
@@ -107,7 +110,7 @@ class VoicesHandlers:
         async for seen in watch(self.studio, {job_id: name}, first):
             if not seen.done:
                 yield "\n".join(seen.lines), gr.skip(), gr.skip(), gr.skip()
-        tail = f"finished: voice {name} is ready" if seen.ok(job_id) else f"failed: {seen.reason(job_id)}"
+        tail = f"finished: voice {name} is ready" if seen.ok(job_id) else seen.reason(job_id)
         lines = [*seen.lines, tail]
         yield ("\n".join(lines), *await asyncio.to_thread(self.refresh, None, name))
 

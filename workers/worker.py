@@ -251,7 +251,7 @@ class AutoVoiceWorker(SimpleWorker):
         self._end_log(job, "finished", None)
 
     def handle_exception(self, job: Job, *exc_info: Any) -> None:
-        from engine.errors import Cancelled
+        from engine.errors import AutoVoiceError, Cancelled
 
         exc = exc_info[1]
         if isinstance(exc, LeaseLost):
@@ -262,6 +262,9 @@ class AutoVoiceWorker(SimpleWorker):
         if isinstance(exc, Cancelled):
             self._stopped_job_id = job.id
             message = "cancelled"
+        elif isinstance(exc, AutoVoiceError | WorkerError):  # the job's input was at fault: one line, no traceback
+            message = one_line_error(job, exc)
+            log.info("worker %s: job %s failed: %s", self.name, job.id, message)
         else:
             message = one_line_error(job, exc)
             super().handle_exception(job, *exc_info)
@@ -281,7 +284,7 @@ class AutoVoiceWorker(SimpleWorker):
         with_backoff(lambda: super(AutoVoiceWorker, self).handle_job_failure(job, queue, started_job_registry,
                                                                              exc_string, execution),
                      what=f"record the failure of job {job.id}", max_wait=FINAL_WRITE_WAIT)
-        self._failed += 1
+        self._failed += 0 if stopped else 1  # a cancelled job did not fail
         error = job.meta.get("error") or (exc_string.strip().splitlines() or ["failed"])[-1]
         self._end_log(job, "canceled" if stopped else "failed", str(error))
 
