@@ -19,6 +19,7 @@ from studio.context import Studio
 from studio.convert_view import View, view
 from studio.errors import StudioError, message
 from studio.watch import watch
+from workers import logs as job_logs
 from workers.errors import WorkerError
 
 JOB_FORMATS = ("wav", "flac", "ogg")
@@ -72,6 +73,8 @@ class ConvertHandlers:
             yield view(error="Pick a voice first.", status="")
             return
         good, bad = await asyncio.to_thread(self.check_files, files)
+        if recording and any(f for f in (batch or [])):
+            bad.append("the recording was not converted, the batch files were: clear the batch to convert it")
         if backing:
             try:
                 await asyncio.to_thread(audio.probe, backing)
@@ -167,14 +170,19 @@ class ConvertHandlers:
         if not isinstance(row, int) or not 0 <= row < len(ids):
             return view()
         job_id = ids[row]
-        info = jobs.snapshot(self.studio.conn(), [job_id]).get(job_id, {})
+        conn = self.studio.conn()
+        info = jobs.snapshot(conn, [job_id]).get(job_id, {})
+        # The page shows this job alone: its log, its result; the original player is this session's upload,
+        # which a job from the history does not have, so it is cleared rather than left showing another one.
+        shown = {"log": job_logs.lines(conn, job_id), "source": None}
         if info.get("status") != "finished":
-            return view(status=f"Job {job_id[:8]} is {info.get('status', 'unknown')}: no output to show.")
+            return view(**shown, output=None, files=None, plot=None, error="",
+                        status=f"Job {job_id[:8]} is {info.get('status', 'unknown')}: no output to show.")
         try:
             out, f0 = self._fetch(job_id, None, None, 0.0)
         except (WorkerError, OSError) as exc:
-            return view(error=message(exc))
-        return view(output=str(out), files=[str(out)], plot=f0, error="",
+            return view(**shown, output=None, files=None, plot=None, error=message(exc))
+        return view(**shown, output=str(out), files=[str(out)], plot=f0, error="",
                     status=f"Showing job {job_id[:8]} from the history.")
 
 

@@ -156,6 +156,11 @@ def test_batch_gives_one_job_per_file_and_a_zip(worker_url: str, make_studio: An
     with zipfile.ZipFile(downloads[-1]) as zf:
         assert sorted(zf.namelist()) == ["verse0.converted.flac", "verse1.converted.flac"]
     assert len(out(final, "state")) == 2
+    # A recording beside the batch is not converted, and the page says so.
+    mixed = collect(ConvertHandlers(make_studio(worker_url)).convert(
+        *convert_args(files[0].name, "testvoice", batch=files[1:])))[-1][1]
+    assert "the recording was not converted, the batch files were" in out(mixed, "error")
+    assert len(out(mixed, "state")) == 1
 
 
 def test_each_browser_sees_only_its_own_jobs(worker_url: str, make_studio: Any, clip: Path) -> None:
@@ -329,3 +334,20 @@ def test_with_login_jobs_and_voices_record_who_made_them(worker_url: str, make_s
     assert out(final, "error") == ""
     converted = next(j for j in list_jobs(conn, 200) if j["kind"] == "convert" and j["description"].endswith(" by bob"))
     assert owners.job_owner(conn, converted["job_id"]) == "bob"
+
+
+def test_a_job_opened_from_the_history_shows_its_own_log_and_result(worker_url: str, make_studio: Any,
+                                                                    clip: Path) -> None:
+    h = ConvertHandlers(make_studio(worker_url))
+    first = collect(h.convert(*convert_args(str(clip), "testvoice")))[-1][1]
+    state = out(first, "state")
+    failed = collect(h.convert(*convert_args(str(clip), "broken", state=state)))[-1][1]
+    state = out(failed, "state")
+    newest_first = history.job_ids(state)
+    shown = h.open_result(state, SimpleNamespace(index=[1, 0]))  # the first, finished job
+    assert out(shown, "status") == f"Showing job {newest_first[1][:8]} from the history."
+    assert out(shown, "source") is None and out(shown, "output").endswith(".wav")
+    assert "chunk 1/1" in out(shown, "log") and "cannot sing" not in out(shown, "log")
+    broken = h.open_result(state, SimpleNamespace(index=[0, 0]))
+    assert out(broken, "status") == f"Job {newest_first[0][:8]} is failed: no output to show."
+    assert out(broken, "output") is None and out(broken, "plot") is None and "cannot sing" in out(broken, "log")
