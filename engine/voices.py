@@ -163,7 +163,8 @@ class VoiceStore:
         return profile
 
     def delete(self, name: str) -> None:
-        validate_name(name)
+        if not NAME_RE.match(name or ""):  # not validate_name: a voice made before a rule tightened can go
+            raise VoiceError(f"invalid voice name {name!r}: use 1-64 letters, digits, '.', '_' or '-'")
         folder = self.user_dir / name
         if not (folder / "profile.json").is_file():
             raise VoiceError(f"no user voice named {name!r} (built-in voices cannot be deleted)")

@@ -187,7 +187,7 @@ def test_a_worker_name_left_by_a_killed_worker_is_taken_back_and_a_live_one_refu
 
     gone = subprocess.Popen(["true"])
     gone.wait()  # its pid runs nothing now
-    for name, pid in (("killed", gone.pid), ("alive", os.getpid())):
+    for name, pid in (("killed", gone.pid), ("alive", os.getppid()), ("restarted", os.getpid())):
         Worker(["q"], connection=conn, name=name, serializer=SERIALIZER).register_birth()
         conn.hset(keys.worker(name), mapping={"host": "h1", "pid": pid, "last_seen": time.time() - 3})
     with pytest.raises(WorkerError, match=r"a worker named killed is registered \(host h1, pid \d+, last seen 3 s "
@@ -199,6 +199,8 @@ def test_a_worker_name_left_by_a_killed_worker_is_taken_back_and_a_live_one_refu
     Worker(["q"], connection=conn, name="killed", serializer=SERIALIZER).register_birth()  # the name is free
     with pytest.raises(WorkerError, match="a worker named alive is registered"):
         claim_name(conn, "alive", "h1")
+    claim_name(conn, "restarted", "h1")  # its pid is this very process: a restarted container reuses pids
+    assert not conn.exists("rq:worker:restarted")
     claim_name(conn, "never-used", "h1")
 
 

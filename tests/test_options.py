@@ -105,6 +105,16 @@ def test_a_voice_that_cannot_be_read_is_named_and_left_out_of_the_list(tmp_path:
         store.get("broken")
 
 
+def test_a_voice_stored_under_a_name_now_refused_can_still_be_deleted(tmp_path: Path) -> None:
+    store = VoiceStore(tmp_path / "voices")
+    (tmp_path / "voices" / "old.wav").mkdir(parents=True)
+    (tmp_path / "voices" / "old.wav" / "profile.json").write_text("{}")
+    store.delete("old.wav")
+    assert not (tmp_path / "voices" / "old.wav").exists()
+    with pytest.raises(VoiceError, match="invalid voice name '../x'"):
+        store.delete("../x")
+
+
 def test_a_user_voice_may_not_take_a_built_in_name(tmp_path: Path) -> None:
     VoiceStore(tmp_path / "builtin").save(_profile("en1"), clips=[])
     store = VoiceStore(tmp_path / "voices", tmp_path / "builtin")

@@ -64,7 +64,8 @@ def claim_name(conn: redis.Redis, name: str, host: str) -> None:
         return
     beat = {k.decode(): v.decode() for k, v in conn.hgetall(keys.worker(name)).items()}
     pid = int(beat.get("pid") or 0)
-    if beat.get("host") == host and pid and not process_alive(pid):
+    # Its pid runs nothing, or runs this process (a restarted container gives the same pids): it is stale.
+    if beat.get("host") == host and pid and (pid == os.getpid() or not process_alive(pid)):
         old = Worker.find_by_key(rq_key, connection=conn, serializer=SERIALIZER)
         if old is not None:
             unregister(old)
