@@ -15,6 +15,7 @@ import numpy as np
 import soundfile as sf
 
 from engine.errors import AudioInputError, AutoVoiceError
+from engine.paths import check_new_file
 from engine.resample import resample_poly
 
 MIN_SAMPLE_RATE = 8000
@@ -232,19 +233,13 @@ def output_format(path: str | Path, fmt: str | None) -> tuple[str, str]:
     return OUTPUT_FORMATS[name]
 
 
-def check_output_path(path: str | Path, fmt: str | None = None) -> None:
-    """Refuse an output path that cannot take a new audio file, before any work: a folder, something other
-    than a regular file (a device would be replaced by the file), a file where a folder is needed, or a
-    format the writer does not have."""
-    p = Path(path)
-    output_format(p, fmt)
-    if p.is_dir():
-        raise AudioInputError(f"{p} is a folder; give the output file's path, e.g. {p / 'output.wav'}")
-    if p.exists() and not p.is_file():
-        raise AudioInputError(f"{p} is not a regular file; it is not replaced")
-    blocking = next((q for q in p.parents if q.exists() and not q.is_dir()), None)
-    if blocking is not None:
-        raise AudioInputError(f"cannot write {p}: {blocking} is a file, not a folder")
+def check_output_path(path: str | Path, fmt: str | None = None) -> tuple[str, str]:
+    """Refuse an output path that cannot take a new audio file, before any work (see
+    :func:`engine.paths.check_new_file`), or a format the writer does not have; soundfile's (format,
+    subtype) for it."""
+    formats = output_format(path, fmt)
+    check_new_file(path, "output.wav", AudioInputError)
+    return formats
 
 
 class AtomicAudioWriter:
@@ -256,8 +251,7 @@ class AtomicAudioWriter:
 
     def __init__(self, path: str | Path, sample_rate: int, fmt: str | None = None) -> None:
         self.path = Path(path)
-        check_output_path(self.path, fmt)
-        self.format, self.subtype = output_format(self.path, fmt)
+        self.format, self.subtype = check_output_path(self.path, fmt)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial")
         self.tmp.touch()  # an unwritable folder fails here with the system's reason (libsndfile gives none)

@@ -30,6 +30,7 @@ from engine.f0 import extract_f0
 from engine.models.inference import COMPONENT_IO
 from engine.models.vocoder import frame_start_phases
 from engine.noise import positional_noise
+from engine.paths import check_new_file
 from engine.voices import AUDIO_SUFFIXES, VoiceProfile, default_store
 
 log = logging.getLogger(__name__)
@@ -145,12 +146,7 @@ def make_calibration_set(cfg: Config, source: str | Path, output: str | Path, *,
     say = log_line or (lambda line: log.info("%s", line))
     if max_crops < 1:
         raise CalibrationError(f"the most crops to keep must be at least 1, not {max_crops}")
-    out = Path(output)
-    if out.is_dir():
-        raise CalibrationError(f"{out} is a folder; give the calibration file's path, e.g. {out / 'calibration.npz'}")
-    if any(p.exists() and not p.is_dir() for p in out.parents):
-        raise CalibrationError(f"cannot write {out}: {next(p for p in out.parents if p.exists() and not p.is_dir())} "
-                               "is a file, not a folder")
+    out = check_new_file(output, "calibration.npz", CalibrationError)
     rejected: list[dict[str, str]] = []
     with tempfile.TemporaryDirectory(prefix="autovoice-calib-") as tmp:
         files = _audio_files(Path(source), Path(tmp), rejected)  # an unsafe zip fails here, before any work

@@ -151,12 +151,17 @@ class VoiceStore:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
 
-    def add(self, name: str, paths: Sequence[str | Path],
-            encoder: SpeakerEncoder | None = None) -> VoiceProfile:
-        """Create the user voice ``name`` (replacing a user voice of that name; a built-in one is refused)."""
+    def check_new_name(self, name: str) -> str:
+        """``name`` if a new voice may take it: valid, and not a built-in voice's (it would hide that one)."""
         validate_name(name)
         if self.builtin_dir is not None and (self.builtin_dir / name / "profile.json").is_file():
             raise VoiceError(f"{name!r} is a built-in voice; give the new voice another name")
+        return name
+
+    def add(self, name: str, paths: Sequence[str | Path],
+            encoder: SpeakerEncoder | None = None) -> VoiceProfile:
+        """Create the user voice ``name`` (replacing a user voice of that name; a built-in one is refused)."""
+        self.check_new_name(name)
         clips = [load_clip(p, SAMPLE_RATE, MAX_REFERENCE_SECONDS) for p in paths]
         profile = profile_from_clips(name, clips, encoder)
         self.save(profile, clips)

@@ -19,6 +19,9 @@ from studio.errors import StudioError, message
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".m4a")
 MAX_FILES = 1000
+# What reading a damaged entry raises (as engine.export.safe_zip.CORRUPT_ENTRY_ERRORS; the studio imports
+# no engine module beyond its config).
+CORRUPT_ENTRY_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError)
 MAX_SECONDS = 600.0
 PITCH_CHECK_SECONDS = 30.0
 
@@ -91,7 +94,7 @@ def extract_zip(path: Path, dest: Path, max_bytes: int) -> tuple[list[tuple[Path
             try:
                 with zf.open(info) as src, out.open("wb") as dst:
                     shutil.copyfileobj(src, dst)
-            except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+            except CORRUPT_ENTRY_ERRORS as exc:
                 out.unlink(missing_ok=True)
                 rejected.append((name, f"corrupt in the zip ({exc})"))
                 continue

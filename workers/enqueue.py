@@ -77,13 +77,21 @@ def enqueue(conn: redis.Redis, kind: str, kwargs: dict[str, Any], *, queue_name:
 
 def voice_spec(conn: redis.Redis, voice: str, limits: JobLimits) -> dict[str, str]:
     """A voice argument: a reference audio file is uploaded as a blob; anything else is a voice name."""
-    path = Path(voice)
-    if path.is_file():
+    path = reference_clip(voice)
+    if path is not None:
         return {"reference_blob": blobs.put_file(conn, path, ttl=limits.retention_seconds,
                                                  max_bytes=limits.max_blob_bytes)}
+    return {"name": voice}
+
+
+def reference_clip(voice: str) -> Path | None:
+    """The reference audio file a voice argument names, or None for a voice name."""
+    path = Path(voice)
+    if path.is_file():
+        return path
     if path.suffix.lower() in AUDIO_SUFFIXES:
         raise WorkerError(f"reference clip not found: {voice}")
-    return {"name": voice}
+    return None
 
 
 def submit_convert(conn: redis.Redis, input_path: str | Path, voice: str, *, options: dict[str, Any] | None = None,
@@ -103,8 +111,7 @@ def submit_convert(conn: redis.Redis, input_path: str | Path, voice: str, *, opt
     if get_queue(conn).count >= lim.max_queue_length:  # refuse before uploading anything
         raise QueueFull(f"busy, try again later: the {keys.CONVERT_QUEUE} queue is full "
                         f"(limit {lim.max_queue_length}, jobs.max_queue_length)")
-    if Path(voice).suffix.lower() in AUDIO_SUFFIXES and not Path(voice).is_file():
-        raise WorkerError(f"reference clip not found: {voice}")  # before the input is uploaded for nothing
+    reference_clip(voice)  # a missing clip is refused before the input is uploaded for nothing
     input_blob = blobs.put_file(conn, path, ttl=lim.retention_seconds, max_bytes=lim.max_blob_bytes)
     spec = voice_spec(conn, voice, lim)
     return enqueue(conn, "convert", {"input_blob": input_blob, "voice": spec, "options": options or {},
@@ -192,7 +199,7 @@ def group_status(conn: redis.Redis, group_id: str) -> dict[str, Any]:
             "args": record.get("args", {}), "created": record.get("created")}
 
 
-def _epoch(value: datetime | None) -> float | None:
+def epoch(value: datetime | None) -> float | None:
     if value is None:
         return None
     if value.tzinfo is None:
@@ -226,7 +233,7 @@ def job_info(conn: redis.Redis, job_id: str, with_result: bool = True) -> dict[s
 
 def describe_job(job: Job, with_result: bool = True) -> dict[str, Any]:
     status = _status(job)
-    enq, start, end = _epoch(job.enqueued_at), _epoch(job.started_at), _epoch(job.ended_at)
+    enq, start, end = epoch(job.enqueued_at), epoch(job.started_at), epoch(job.ended_at)
     enq = job.meta.get("submitted_at", enq)  # a retried job was enqueued again: show when it was submitted
     if status in ("queued", "deferred", "scheduled"):
         start = end = None

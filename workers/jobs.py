@@ -56,7 +56,7 @@ def convert_options(options: dict[str, Any] | None) -> Any:
 
     def number(key: str, kind: type) -> Any:
         value = opts.get(key)
-        if value is None or value == "auto" and key == "transpose":
+        if value is None or (key == "transpose" and value == "auto"):
             return value
         try:
             return kind(value)
@@ -176,15 +176,11 @@ def convert(input_blob: str, voice: str | dict[str, Any], options: dict[str, Any
 def create_voice(name: str, clip_blobs: list[str]) -> dict[str, Any]:
     """Embed reference clips into the voice ``name`` and store it in Redis (replacing one of that name)."""
     from engine.audio import load_clip
-    from engine.errors import VoiceError
     from engine.speaker import SAMPLE_RATE
-    from engine.voices import MAX_REFERENCE_SECONDS, default_store, profile_from_clips, validate_name
+    from engine.voices import MAX_REFERENCE_SECONDS, default_store, profile_from_clips
 
     ctx = JobContext.current()
-    validate_name(name)
-    builtin = default_store(ctx.runtime.cfg).builtin_dir
-    if builtin is not None and (builtin / name / "profile.json").is_file():
-        raise VoiceError(f"{name!r} is a built-in voice; give the new voice another name")
+    default_store(ctx.runtime.cfg).check_new_name(name)
     if not clip_blobs:
         raise WorkerError(f"voice {name}: give at least one reference clip")
     with scratch_dir("voice") as tmp:

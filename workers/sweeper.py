@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import timezone
 
 import redis
 from rq.exceptions import NoSuchJobError
@@ -28,6 +27,7 @@ from rq.utils import parse_composite_key, utcformat
 
 from workers import keys, logs
 from workers.connection import SERIALIZER
+from workers.enqueue import epoch
 from workers.settings import MAX_ABANDONED_RETRIES, Timing
 from workers.status import queue_names
 
@@ -101,8 +101,7 @@ def _expired(conn: redis.Redis, queue: Queue, registry_key: str, entry: str, tim
               f"(no heartbeat for over {timing.lease_ttl} s)")
     job.meta.update({"abandoned": attempts + 1, "abandoned_workers": dead})
     if job.enqueued_at is not None:  # a requeue stamps a new enqueue time: keep when it was submitted
-        enqueued = job.enqueued_at if job.enqueued_at.tzinfo else job.enqueued_at.replace(tzinfo=timezone.utc)
-        job.meta.setdefault("submitted_at", enqueued.timestamp())
+        job.meta.setdefault("submitted_at", epoch(job.enqueued_at))
     with conn.pipeline() as pipe:
         pipe.multi()  # RQ's enqueue_job expects a pipeline already in MULTI when it is given one
         pipe.zrem(registry_key, entry)

@@ -284,7 +284,8 @@ class AutoVoiceWorker(SimpleWorker):
         with_backoff(lambda: super(AutoVoiceWorker, self).handle_job_failure(job, queue, started_job_registry,
                                                                              exc_string, execution),
                      what=f"record the failure of job {job.id}", max_wait=FINAL_WRITE_WAIT)
-        self._failed += 0 if stopped else 1  # a cancelled job did not fail
+        if not stopped:  # a cancelled job did not fail
+            self._failed += 1
         error = job.meta.get("error") or (exc_string.strip().splitlines() or ["failed"])[-1]
         self._end_log(job, "canceled" if stopped else "failed", str(error))
 

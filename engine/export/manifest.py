@@ -8,6 +8,7 @@ version. Anything else is an :class:`~engine.errors.ArtifactError` that names th
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -78,17 +79,25 @@ def write_manifest(folder: str | Path, manifest: Manifest) -> Path:
     return path
 
 
-def _check_types(m: Manifest) -> None:
-    """Raise ``TypeError`` naming the first field whose JSON value is not of the field's type."""
+@functools.cache
+def _field_types() -> dict[str, tuple[type, ...]]:
+    """Each field's allowed runtime types, from its annotation (``list[dict]`` -> ``list``, ``X | None``)."""
     hints = typing.get_type_hints(Manifest)
+    out = {}
     for f in dataclasses.fields(Manifest):
         hint = hints[f.name]
         members = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-        allowed = tuple(typing.get_origin(t) or t for t in members)
-        value = getattr(m, f.name)
+        out[f.name] = tuple(typing.get_origin(t) or t for t in members)
+    return out
+
+
+def _check_types(m: Manifest) -> None:
+    """Raise ``TypeError`` naming the first field whose JSON value is not of the field's type."""
+    for name, allowed in _field_types().items():
+        value = getattr(m, name)
         if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
             names = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
-            raise TypeError(f"{f.name} is {json.dumps(value)[:40]}, not {names}")
+            raise TypeError(f"{name} is {json.dumps(value)[:40]}, not {names}")
 
 
 def read_manifest(folder: str | Path, component: str) -> Manifest:

@@ -23,6 +23,9 @@ MAX_TOTAL_BYTES = 2 * 1024**3
 MAX_RATIO = 200
 RATIO_MIN_BYTES = 1 << 20  # small entries may compress well legitimately (headers, silence)
 CHUNK = 1 << 20
+# What reading an entry raises when its data is damaged: a failed CRC, a stream that does not inflate or
+# ends early, or a compression method the zipfile module does not have.
+CORRUPT_ENTRY_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError)
 
 
 class UnsafeArchiveError(AutoVoiceError):
@@ -114,7 +117,7 @@ def extract_zip(path: str | Path, dest: str | Path) -> list[Path]:
                             raise UnsafeArchiveError(f"{path.name}: entry {info.filename!r} is larger than its "
                                                      "header says; the zip is refused")
                         dst.write(block)
-            except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+            except CORRUPT_ENTRY_ERRORS as exc:
                 raise UnsafeArchiveError(f"{path.name}: entry {info.filename!r} is corrupt ({exc}); the zip is "
                                          "refused") from None
             out.append(target)
